@@ -1,0 +1,1 @@
+// Agent loop (owned by the agent-runtime work).

@@ -1,0 +1,1 @@
+// Grammar engine (owned by the constrained-decoding work).

@@ -1,0 +1,1 @@
+// Backend selection lives here (owned by the kernels work).

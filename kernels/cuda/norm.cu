@@ -1,0 +1,1 @@
+// CUDA RMSNorm kernel (owned by the kernels work).

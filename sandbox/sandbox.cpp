@@ -1,0 +1,1 @@
+// Sandbox (owned by the sandbox work).

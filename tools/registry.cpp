@@ -1,0 +1,1 @@
+// Tool registry (owned by the tools work).

@@ -5,6 +5,12 @@
 
 namespace qnext::cli {
 
+// Thrown by a command that finished but wants a non-zero exit status (e.g. a task whose checks failed);
+// main() exits with `code` and prints nothing more.
+struct ExitCode {
+    int code;
+};
+
 // Shared objects handed to every command group.
 struct Context {
     CLI::App* app = nullptr;

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
+    } catch (const qnext::cli::ExitCode& e) {
+        return e.code;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "qnext: error: %s\n", e.what());
         return 1;

@@ -1,1 +1,0 @@
-// Agent loop (owned by the agent-runtime work).

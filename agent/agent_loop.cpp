@@ -1,0 +1,173 @@
+#include "agent/agent_loop.h"
+
+#include <boost/asio/post.hpp>
+
+namespace qnext::agent {
+
+const char* to_string(StopReason r) {
+    switch (r) {
+        case StopReason::FinalAnswer: return "final_answer";
+        case StopReason::MaxSteps: return "max_steps";
+        case StopReason::TokenBudget: return "token_budget";
+        case StopReason::Cancelled: return "cancelled";
+        case StopReason::Length: return "length";
+        case StopReason::Error: return "error";
+    }
+    return "?";
+}
+
+AgentLoop::AgentLoop(boost::asio::io_context& io, Backend& backend, ToolExecutor& tools, LoopOptions options)
+    : io_(io), backend_(backend), tools_(tools), options_(std::move(options)) {}
+
+void AgentLoop::async_user_turn(const std::string& user_message, EventSink sink,
+                                std::function<void(TurnOutcome)> done) {
+    if (busy_) throw std::logic_error("AgentLoop: a turn is already running");
+    busy_ = true;
+    cancelled_ = false;
+    sink_ = std::move(sink);
+    done_ = std::move(done);
+    outcome_ = TurnOutcome{};
+    turn_tool_choice_ = options_.tool_choice;
+    messages_.push_back(ojson{{"role", "user"}, {"content", user_message}});
+    boost::asio::post(io_, [self = shared_from_this()] { self->step(); });
+}
+
+void AgentLoop::cancel() {
+    if (!busy_) return;
+    cancelled_ = true;
+    backend_.cancel();
+    tools_.cancel_all();
+}
+
+void AgentLoop::step() {
+    if (cancelled_) return finish(StopReason::Cancelled);
+    const LoopLimits& lim = options_.limits;
+    if (outcome_.steps >= lim.max_steps) return finish(StopReason::MaxSteps);
+    int64_t budget_left = lim.max_total_tokens - outcome_.generated_tokens;
+    if (budget_left <= 0) return finish(StopReason::TokenBudget);
+
+    GenerationRequest req;
+    req.messages = messages_;
+    req.tools = tools_.declarations();
+    req.tool_choice = req.tools.empty() ? "none" : turn_tool_choice_;
+    req.parallel_tool_calls = options_.parallel_tool_calls;
+    req.thinking = options_.thinking;
+    req.thinking_budget = options_.thinking_budget;
+    req.max_tokens = static_cast<int>(std::min<int64_t>(lim.max_tokens_per_step, budget_left));
+    req.sampling = options_.sampling;
+
+    const int step_index = outcome_.steps++;
+    sink_(LoopEvent{LoopEvent::Kind::StepStart, step_index});
+    auto self = shared_from_this();
+    backend_.async_generate(
+        req,
+        [self, step_index](const GenerationEvent& ev) {
+            LoopEvent le{LoopEvent::Kind::Generation, step_index};
+            le.generation = &ev;
+            self->sink_(le);
+        },
+        [self](GenerationResult result) { self->on_generation(std::move(result)); });
+}
+
+void AgentLoop::on_generation(GenerationResult result) {
+    const int step_index = outcome_.steps - 1;
+    outcome_.generated_tokens += result.stats.generated_tokens;
+    outcome_.step_stats.push_back(result.stats);
+    {
+        LoopEvent le{LoopEvent::Kind::StepDone, step_index};
+        le.result = &result;
+        sink_(le);
+    }
+    if (result.finish == FinishReason::Error) return finish(StopReason::Error, result.error);
+
+    // Record the assistant message (only complete calls; a truncated call never enters the history as a call).
+    ojson msg = ojson::object();
+    msg["role"] = "assistant";
+    msg["content"] = result.content;
+    if (!result.reasoning.empty()) msg["reasoning_content"] = result.reasoning;
+    if (!result.tool_calls.empty()) {
+        ojson calls = ojson::array();
+        for (const ToolCall& c : result.tool_calls) {
+            calls.push_back(ojson{{"id", c.id},
+                                  {"type", "function"},
+                                  {"function", {{"name", c.name},
+                                                {"arguments", c.arguments.is_discarded() ? ojson(c.arguments_text)
+                                                                                         : c.arguments}}}});
+        }
+        msg["tool_calls"] = std::move(calls);
+    }
+    if (result.finish != FinishReason::Cancelled || !result.content.empty() || !result.tool_calls.empty())
+        messages_.push_back(msg);
+
+    switch (result.finish) {
+        case FinishReason::Cancelled: return finish(StopReason::Cancelled);
+        case FinishReason::Length:
+            outcome_.final_answer = result.content;
+            return finish(outcome_.generated_tokens >= options_.limits.max_total_tokens ? StopReason::TokenBudget
+                                                                                       : StopReason::Length);
+        case FinishReason::Stop:
+            outcome_.final_answer = result.content;
+            return finish(StopReason::FinalAnswer);
+        case FinishReason::ToolCalls:
+            if (cancelled_) return finish(StopReason::Cancelled);
+            if (options_.reset_tool_choice) turn_tool_choice_ = "auto";
+            return run_tools(std::move(result.tool_calls));
+        case FinishReason::Error: break;
+    }
+}
+
+void AgentLoop::run_tools(std::vector<ToolCall> calls) {
+    // All calls of one assistant message run concurrently; results are appended in call order.
+    struct Join {
+        std::vector<ToolCall> calls;
+        std::vector<ToolOutcome> outcomes;
+        size_t pending;
+    };
+    auto join = std::make_shared<Join>(Join{std::move(calls), {}, 0});
+    join->outcomes.resize(join->calls.size());
+    join->pending = join->calls.size();
+    auto self = shared_from_this();
+    const int step_index = outcome_.steps - 1;
+    for (size_t i = 0; i < join->calls.size(); ++i) {
+        const ToolCall& call = join->calls[i];
+        outcome_.tools_called.push_back(call.name);
+        LoopEvent le{LoopEvent::Kind::ToolCallStarted, step_index};
+        le.call = &call;
+        sink_(le);
+        auto on_done = [self, join, i, step_index](ToolOutcome out) {
+            join->outcomes[i] = std::move(out);
+            LoopEvent ev{LoopEvent::Kind::ToolResult, step_index};
+            ev.call = &join->calls[i];
+            ev.outcome = &join->outcomes[i];
+            self->sink_(ev);
+            if (--join->pending) return;
+            for (size_t k = 0; k < join->calls.size(); ++k) {
+                self->messages_.push_back(ojson{{"role", "tool"},
+                                                {"tool_call_id", join->calls[k].id},
+                                                {"name", join->calls[k].name},
+                                                {"content", join->outcomes[k].text}});
+            }
+            self->step();
+        };
+        if (call.arguments.is_discarded() || !call.arguments.is_object()) {
+            boost::asio::post(io_, [on_done, text = call.arguments_text] {
+                on_done(ToolOutcome{"error: the arguments are not a JSON object: " + text, true, 0});
+            });
+            continue;
+        }
+        tools_.async_execute(call, options_.limits.tool_timeout, on_done);
+    }
+}
+
+void AgentLoop::finish(StopReason reason, std::string error) {
+    outcome_.stop = reason;
+    outcome_.error = std::move(error);
+    busy_ = false;
+    LoopEvent le{LoopEvent::Kind::TurnDone, outcome_.steps};
+    sink_(le);
+    auto done = std::move(done_);
+    auto sink = std::move(sink_);
+    done(std::move(outcome_));
+}
+
+}  // namespace qnext::agent

@@ -1,0 +1,166 @@
+#include "agent/chat_repl.h"
+
+#include <editline/readline.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "agent/agent_loop.h"
+#include "agent/event_printer.h"
+#include "agent/registry_executor.h"
+#include "agent/runtime.h"
+#include "agent/session_file.h"
+#include "tools/registry.h"
+
+namespace qnext::agent {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kHelp =
+    "commands: /save FILE  /load FILE  /reset (forget the conversation)  /undo (drop the last exchange)\n"
+    "          /help  /quit     Ctrl-C cancels a running generation; Ctrl-D quits.\n";
+
+// Removes the last user message and everything after it.
+bool undo_last_exchange(ojson& messages) {
+    for (size_t i = messages.size(); i-- > 0;) {
+        if (messages[i].value("role", "") == "user") {
+            messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(i), messages.end());
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o) {
+    fs::path workspace = o.workspace;
+    if (workspace.empty()) {
+        std::string tmpl = (fs::temp_directory_path() / "qnext-chat-XXXXXX").string();
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary workspace");
+        workspace = tmpl;
+    }
+    fs::create_directories(workspace);
+
+    tools::RegistryOptions ro;
+    ro.workspace = workspace;
+    ro.sandbox_none = o.sandbox_none;
+    tools::ToolRegistry registry(ro);
+    if (!o.no_builtin) registry.load_default_builtin();
+    if (!o.tools_file.empty()) registry.load_user_tools(o.tools_file);
+    if (!o.mcp_file.empty())
+        for (const auto& problem : registry.load_mcp_config(o.mcp_file))
+            std::fprintf(stderr, "warning: %s\n", problem.c_str());
+
+    auto backend = runtime.make_backend(o.thinking);
+    RegistryExecutor executor(registry, io);
+    LoopOptions lo;
+    lo.thinking = o.thinking;
+    lo.limits.max_tokens_per_step = o.max_tokens;
+    lo.sampling.temperature = o.temperature;
+    lo.sampling.seed = o.seed;
+    auto loop = std::make_shared<AgentLoop>(io, *backend, executor, lo);
+    auto reset_messages = [&] {
+        loop->messages() = ojson::array();
+        if (!o.system.empty()) loop->messages().push_back(ojson{{"role", "system"}, {"content", o.system}});
+    };
+    reset_messages();
+
+    const bool tty = isatty(STDIN_FILENO);
+    if (tty) {
+        std::fprintf(stderr, "qnext chat · %s · %zu tools · workspace %s\n%s", runtime.describe().c_str(),
+                     executor.declarations().size(), workspace.string().c_str(), kHelp);
+        using_history();
+    }
+    EventPrinter printer(false);
+    int turn = 0;
+    for (;;) {
+        std::signal(SIGINT, SIG_IGN);  // at the prompt Ctrl-C does nothing; Ctrl-D quits
+        char* raw = tty ? readline("> ") : nullptr;
+        std::string line;
+        if (tty) {
+            if (!raw) break;
+            line = raw;
+            std::free(raw);
+        } else {
+            char buf[65536];
+            if (!std::fgets(buf, sizeof buf, stdin)) break;
+            line = buf;
+            while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+        }
+        if (line.empty()) continue;
+        if (tty) add_history(line.c_str());
+        try {
+            if (line == "/quit" || line == "/exit") break;
+            if (line == "/help") {
+                std::fputs(kHelp, stderr);
+                continue;
+            }
+            if (line == "/reset") {
+                reset_messages();
+                std::fputs("conversation cleared\n", stderr);
+                continue;
+            }
+            if (line == "/undo") {
+                std::fputs(undo_last_exchange(loop->messages()) ? "last exchange removed\n" : "nothing to undo\n", stderr);
+                continue;
+            }
+            if (line.rfind("/save ", 0) == 0) {
+                save_session(line.substr(6), SessionHeader{loop->messages(), o.thinking, backend->name()}, *backend);
+                std::fprintf(stderr, "saved to %s\n", line.substr(6).c_str());
+                continue;
+            }
+            if (line.rfind("/load ", 0) == 0) {
+                SessionHeader h = load_session(line.substr(6), *backend);
+                loop->messages() = h.messages;
+                std::fprintf(stderr, "loaded %zu messages from %s\n", h.messages.size(), line.substr(6).c_str());
+                continue;
+            }
+            if (line[0] == '/') {
+                std::fprintf(stderr, "unknown command %s\n%s", line.c_str(), kHelp);
+                continue;
+            }
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "error: %s\n", e.what());
+            continue;
+        }
+
+        // One user turn; Ctrl-C cancels it.
+        std::signal(SIGINT, SIG_DFL);
+        boost::asio::signal_set sigint(io, SIGINT);
+        bool done = false;
+        TurnOutcome outcome;
+        sigint.async_wait([&](const boost::system::error_code& ec, int) {
+            if (!ec) {
+                std::fputs("\n^C cancelling…\n", stderr);
+                loop->cancel();
+            }
+        });
+        printer.set_turn(turn++);
+        loop->async_user_turn(
+            line, [&](const LoopEvent& ev) { printer.on_event(ev); },
+            [&](TurnOutcome out) {
+                outcome = std::move(out);
+                done = true;
+                sigint.cancel();
+            });
+        io.restart();
+        while (!done && io.run_one() > 0) {
+        }
+        io.poll();  // let the signal_set's cancellation run
+        if (outcome.stop != StopReason::FinalAnswer)
+            std::fprintf(stderr, "(stopped: %s%s%s)\n", to_string(outcome.stop), outcome.error.empty() ? "" : ": ",
+                         outcome.error.c_str());
+    }
+    registry.shutdown();
+    return 0;
+}
+
+}  // namespace qnext::agent

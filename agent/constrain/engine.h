@@ -1,0 +1,96 @@
+// Runtime of the grammar engine. DESIGN (why it is fast):
+//
+// * The grammar is a pushdown automaton over bytes (rules.h). A parser position is a *configuration*:
+//   a set of stacks (ambiguity, e.g. anyOf branches sharing a prefix, keeps several stacks alive, as in
+//   an Earley/GLR parser). Stacks are hash-consed persistent lists of frames (rule, state, parent), so
+//   a stack is one int and sharing/rollback is free; configurations are hash-consed too.
+// * Transitions between configurations are memoised in a lazily built table (config x symbol ->
+//   config), i.e. the PDA is determinised on the fly. After warm-up one byte step is one array load.
+// * Token masks: walking the whole 151k-token trie per step would cost ~1 ms. Like XGrammar's adaptive
+//   token mask cache we split tokens per *frame* (top rule+state, independent of what is below it):
+//   tokens fully consumed inside the frame's rule (and rules it calls) are "accepted" and cached once
+//   per frame; tokens that make the frame's rule end and then continue with more bytes are
+//   "uncertain": their remaining bytes (suffixes) are stored in a small suffix trie, pruned at
+//   compile time with the FOLLOW set of the rule, and checked at run time against the real parent
+//   stack. A mask is then: OR of cached bitsets + a walk over a few dozen suffix-trie nodes.
+// * The frame caches are filled eagerly when the grammar is compiled (so there is no first-visit
+//   spike at generation time) and the string/number rules shared between properties are computed once.
+//
+// Not thread-safe on its own: Grammar wraps it with a mutex.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/constrain/rules.h"
+#include "agent/constrain/vocabulary.h"
+
+namespace qnext::constrain {
+
+class Engine {
+public:
+    static constexpr int32_t kRoot = -1;      // parent of the outermost frame
+    static constexpr int32_t kSentinel = -2;  // parent of the base frame in a per-frame (local) walk
+    static constexpr int32_t kDead = 0;       // the empty configuration
+
+    Engine(CompiledRules rules, VocabularyPtr vocab);
+
+    // Configuration at the start of the grammar.
+    int32_t initial() const { return initial_; }
+    // One symbol (byte or 256+k) from a configuration; kDead when not allowed.
+    int32_t step(int32_t config, int symbol);
+    // Advances by a whole token; kDead when not allowed. Stop tokens are not handled here.
+    int32_t advance_token(int32_t config, int32_t token);
+    bool can_complete(int32_t config) const { return configs_[static_cast<size_t>(config)].complete; }
+    bool has_continuation(int32_t config) const { return !configs_[static_cast<size_t>(config)].stacks.empty(); }
+    // Writes the allowed-token bitset (n_words >= vocab mask words; extra words are zeroed).
+    void fill_mask(int32_t config, uint32_t* words, size_t n_words);
+    // Compute the cache entries of every frame (all rule states) now.
+    void precompute_all();
+
+    const CompiledRules& rules() const { return g_; }
+    const Vocabulary& vocab() const { return *vocab_; }
+    size_t num_configs() const { return configs_.size(); }
+    size_t cache_bytes() const;
+
+private:
+    struct Frame {
+        int32_t rule, state, parent;
+    };
+    struct Config {
+        std::vector<int32_t> stacks;  // sorted stack ids whose top state has outgoing symbols
+        bool complete = false;        // the outermost rule may end here (stop tokens allowed)
+        bool popped = false;          // the base frame of a local walk ended here
+    };
+    struct MaskEntry {
+        std::vector<uint32_t> bits;   // accepted tokens as a bitset, or ...
+        std::vector<int32_t> ids;     // ... as a list when there are few of them
+        ByteTrie suffixes;            // uncertain tokens: bytes left after the frame's rule ended
+        bool computed = false;
+    };
+
+    int32_t intern_stack(int32_t rule, int32_t state, int32_t parent);
+    int32_t intern_config(Config c);
+    int32_t closure(std::vector<int32_t> seeds, bool complete, bool popped);
+    int32_t compute_step(int32_t config, int symbol);
+    MaskEntry& entry(int32_t rule, int32_t state);
+    void compute_entry(int32_t rule, int32_t state, MaskEntry& e);
+    int32_t parent_config(int32_t parent_stack);
+
+    CompiledRules g_;
+    VocabularyPtr vocab_;
+    size_t width_;                                // symbols per row
+    std::vector<Frame> frames_;
+    std::unordered_map<uint64_t, int32_t> frame_ids_;
+    std::vector<Config> configs_;
+    std::unordered_map<std::string, int32_t> config_ids_;
+    std::vector<int32_t> rows_;                   // [configs x width], -1 = not computed yet
+    std::vector<size_t> rule_offset_;             // first frame-cache index of each rule
+    std::vector<MaskEntry> entries_;
+    std::unordered_map<int32_t, int32_t> parent_configs_;
+    std::vector<int32_t> walk_;                   // per-depth configurations during trie walks
+    int32_t initial_ = 0;
+};
+
+}  // namespace qnext::constrain

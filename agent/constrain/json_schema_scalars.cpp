@@ -1,0 +1,329 @@
+// Scalars of the JSON-schema compiler: strings (plain, length-bounded, pattern, format), integers
+// and numbers with bounds, and the format table.
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "agent/constrain/grammar.h"
+#include "agent/constrain/json_schema.h"
+#include "agent/constrain/json_schema_internal.h"
+#include "agent/constrain/regex.h"
+
+namespace qnext::constrain {
+namespace detail {
+
+void emit_plain_string_char(Nfa& nfa, int32_t from, int32_t to) {
+    CodepointSet raw(0x20, 0x10FFFF);
+    CodepointSet chars = raw;   // emit_json_char would escape '"' and '\\'; exclude them here
+    CodepointSet no_quote = CodepointSet('"', '"');
+    no_quote.add('\\', '\\');
+    CodepointSet allowed;
+    for (auto [lo, hi] : chars.ranges())
+        for (auto [nlo, nhi] : no_quote.negated().ranges()) {
+            uint32_t a = std::max(lo, nlo), b = std::min(hi, nhi);
+            if (a <= b) allowed.add(a, b);
+        }
+    emit_utf8_char(nfa, from, to, allowed);
+    int32_t esc = nfa.add_state();
+    nfa.range(from, '\\', '\\', esc);
+    for (char c : std::string("\"\\/bfnrt")) nfa.range(esc, c, c, to);
+    // \uXXXX without surrogates: first hex digit not d/D, or d/D followed by 0-7
+    int32_t u = nfa.add_state(), h1 = nfa.add_state(), h2 = nfa.add_state(), h3 = nfa.add_state();
+    int32_t d = nfa.add_state();
+    nfa.range(esc, 'u', 'u', u);
+    for (auto [lo, hi] : {std::pair{'0', '9'}, {'a', 'c'}, {'e', 'f'}, {'A', 'C'}, {'E', 'F'}}) nfa.range(u, lo, hi, h1);
+    nfa.range(u, 'd', 'd', d);
+    nfa.range(u, 'D', 'D', d);
+    nfa.range(d, '0', '7', h1);
+    for (auto [a, b] : {std::pair{h1, h2}, {h2, h3}, {h3, to}}) {
+        nfa.range(a, '0', '9', b);
+        nfa.range(a, 'a', 'f', b);
+        nfa.range(a, 'A', 'F', b);
+    }
+}
+
+namespace {
+
+using DigitSeq = std::vector<std::pair<char, char>>;
+
+void same_length(const std::string& x, const std::string& y, DigitSeq prefix, std::vector<DigitSeq>& out) {
+    if (x.empty()) {
+        out.push_back(std::move(prefix));
+        return;
+    }
+    const size_t rest = x.size() - 1;
+    if (x[0] == y[0]) {
+        prefix.emplace_back(x[0], x[0]);
+        same_length(x.substr(1), y.substr(1), std::move(prefix), out);
+        return;
+    }
+    if (x.substr(1) == std::string(rest, '0') && y.substr(1) == std::string(rest, '9')) {
+        prefix.emplace_back(x[0], y[0]);
+        for (size_t i = 0; i < rest; ++i) prefix.emplace_back('0', '9');
+        out.push_back(std::move(prefix));
+        return;
+    }
+    DigitSeq low = prefix;
+    low.emplace_back(x[0], x[0]);
+    same_length(x.substr(1), std::string(rest, '9'), low, out);
+    if (x[0] + 1 <= y[0] - 1) {
+        DigitSeq mid = prefix;
+        mid.emplace_back(static_cast<char>(x[0] + 1), static_cast<char>(y[0] - 1));
+        for (size_t i = 0; i < rest; ++i) mid.emplace_back('0', '9');
+        out.push_back(std::move(mid));
+    }
+    DigitSeq high = prefix;
+    high.emplace_back(y[0], y[0]);
+    same_length(std::string(rest, '0'), y.substr(1), high, out);
+}
+
+// Digit strings (no leading zeros) of all integers in [a, b], 0 <= a <= b.
+void digit_patterns(int64_t a, int64_t b, std::vector<DigitSeq>& out) {
+    int64_t p = 1;
+    for (int len = 1; len <= 18; ++len, p *= 10) {
+        int64_t lo = std::max<int64_t>(a, len == 1 ? 0 : p);
+        int64_t hi = std::min<int64_t>(b, p * 10 - 1);
+        if (lo <= hi) same_length(std::to_string(lo), std::to_string(hi), {}, out);
+        if (p * 10 - 1 >= b) break;
+    }
+}
+
+void emit_digits(Nfa& nfa, int32_t from, int32_t to, int64_t a, int64_t b) {
+    std::vector<DigitSeq> seqs;
+    digit_patterns(a, b, seqs);
+    for (const DigitSeq& seq : seqs) {
+        int32_t cur = from;
+        for (size_t i = 0; i < seq.size(); ++i) {
+            int32_t next = i + 1 == seq.size() ? to : nfa.add_state();
+            nfa.range(cur, seq[i].first, seq[i].second, next);
+            cur = next;
+        }
+    }
+}
+
+}  // namespace
+
+void emit_int_range(Nfa& nfa, int32_t from, int32_t to, int64_t lo, int64_t hi) {
+    lo = std::max(lo, -kIntCap);
+    hi = std::min(hi, kIntCap);
+    if (lo > hi) throw std::invalid_argument("empty integer range");
+    if (hi >= 0) emit_digits(nfa, from, to, std::max<int64_t>(lo, 0), hi);
+    if (lo < 0) {
+        int32_t minus = nfa.add_state();
+        nfa.range(from, '-', '-', minus);
+        emit_digits(nfa, minus, to, std::max<int64_t>(1, -hi), -lo);
+    }
+}
+
+const char* format_regex(const std::string& f) {
+    // Dates: month lengths exact, February up to 28 (29 needs leap-year logic), years 1000-2999.
+#define QN_DATE \
+    "[12]\\d{3}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))"
+#define QN_TIME "(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,6})?(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)"
+#define QN_LABEL "[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"
+    if (f == "date") return "^" QN_DATE "$";
+    if (f == "time") return "^" QN_TIME "$";
+    if (f == "date-time") return "^" QN_DATE "T" QN_TIME "$";
+    if (f == "uuid") return "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+    if (f == "email") return "^[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*@" QN_LABEL "(?:\\." QN_LABEL ")+$";
+    if (f == "uri") return "^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@/?#]|%[0-9A-Fa-f]{2})*$";
+    if (f == "ipv4") return "^(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)$";
+    if (f == "hostname") return "^" QN_LABEL "(?:\\." QN_LABEL ")*$";
+#undef QN_DATE
+#undef QN_TIME
+#undef QN_LABEL
+    return nullptr;
+}
+
+std::string json_literal(const nlohmann::ordered_json& v) {
+    if (v.is_object()) {
+        std::string out = "{";
+        bool first = true;
+        for (const auto& [k, x] : v.items()) {
+            if (!first) out += ", ";
+            first = false;
+            out += nlohmann::ordered_json(k).dump() + ": " + json_literal(x);
+        }
+        return out + "}";
+    }
+    if (v.is_array()) {
+        std::string out = "[";
+        for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + json_literal(v[i]);
+        return out + "]";
+    }
+    return v.dump();
+}
+
+}  // namespace detail
+
+using detail::kIntCap;
+
+void JsonSchemaCompiler::emit_string(Nfa& nfa, int32_t from, int32_t to, const json& s, const std::string& path) {
+    const bool has_len = s.contains("minLength") || s.contains("maxLength");
+    auto count = [&](const char* kw, int64_t dflt) -> int64_t {
+        if (!s.contains(kw)) return dflt;
+        const json& v = s[kw];
+        if (!v.is_number_integer() || v.get<int64_t>() < 0)
+            throw SchemaError(path + "/" + kw, kw, "must be a non-negative integer");
+        return v.get<int64_t>();
+    };
+    std::string pattern;
+    if (s.contains("format")) {
+        if (!s["format"].is_string()) throw SchemaError(path + "/format", "format", "must be a string");
+        const char* re = detail::format_regex(s["format"].get<std::string>());
+        if (!re) throw SchemaError(path + "/format", "format", "unsupported format '" + s["format"].get<std::string>() +
+                                   "' (supported: date, time, date-time, uuid, email, uri, ipv4, hostname)");
+        if (s.contains("pattern")) throw SchemaError(path, "format", "format together with pattern is not supported");
+        pattern = re;
+    }
+    if (s.contains("pattern")) {
+        if (!s["pattern"].is_string()) throw SchemaError(path + "/pattern", "pattern", "must be a string");
+        pattern = s["pattern"].get<std::string>();
+    }
+    if (!pattern.empty() || s.contains("format")) {
+        if (has_len)
+            throw SchemaError(path, s.contains("minLength") ? "minLength" : "maxLength",
+                              "length bounds together with pattern/format are not supported");
+        Regex re;
+        try {
+            re = parse_regex(pattern);
+        } catch (const std::invalid_argument& e) {
+            throw SchemaError(path + (s.contains("format") ? "/format" : "/pattern"),
+                              s.contains("format") ? "format" : "pattern", e.what());
+        }
+        int32_t a = nfa.add_state(), b = nfa.add_state();
+        nfa.range(from, '"', '"', a);
+        emit_regex_json(nfa, a, b, re);
+        nfa.range(b, '"', '"', to);
+        return;
+    }
+    if (!has_len) {
+        nfa.call(from, string_rule(), to);
+        return;
+    }
+    const int64_t mn = count("minLength", 0), mx = count("maxLength", -1);
+    if (mx >= 0 && mx < mn) throw SchemaError(path, "maxLength", "maxLength < minLength");
+    if (mn > 1000 || mx > 1000) throw SchemaError(path, mx > 1000 ? "maxLength" : "minLength",
+                                                  "length bounds above 1000 are not supported");
+    int32_t cur = nfa.add_state();
+    nfa.range(from, '"', '"', cur);
+    int32_t close = nfa.add_state();
+    nfa.range(close, '"', '"', to);
+    for (int64_t i = 0; i < mn; ++i) {
+        int32_t next = nfa.add_state();
+        detail::emit_plain_string_char(nfa, cur, next);
+        cur = next;
+    }
+    if (mx < 0) {
+        detail::emit_plain_string_char(nfa, cur, cur);
+        nfa.epsilon(cur, close);
+        return;
+    }
+    for (int64_t i = mn; i < mx; ++i) {
+        nfa.epsilon(cur, close);
+        int32_t next = nfa.add_state();
+        detail::emit_plain_string_char(nfa, cur, next);
+        cur = next;
+    }
+    nfa.epsilon(cur, close);
+}
+
+namespace {
+
+// Integral bound of keyword `kw` (draft 2020-12 numbers; draft-4 boolean exclusive flags handled by caller).
+std::optional<double> bound(const nlohmann::ordered_json& s, const char* kw, const std::string& path) {
+    if (!s.contains(kw)) return std::nullopt;
+    const auto& v = s[kw];
+    if (v.is_boolean()) return std::nullopt;
+    if (!v.is_number()) throw SchemaError(path + "/" + kw, kw, "must be a number");
+    return v.get<double>();
+}
+
+}  // namespace
+
+void JsonSchemaCompiler::emit_number(Nfa& nfa, int32_t from, int32_t to, const json& s, const std::string& path,
+                                     bool integer) {
+    std::optional<double> mn = bound(s, "minimum", path), mx = bound(s, "maximum", path);
+    std::optional<double> xmn = bound(s, "exclusiveMinimum", path), xmx = bound(s, "exclusiveMaximum", path);
+    if (s.contains("exclusiveMinimum") && s["exclusiveMinimum"].is_boolean() && s["exclusiveMinimum"].get<bool>())
+        xmn = mn, mn.reset();
+    if (s.contains("exclusiveMaximum") && s["exclusiveMaximum"].is_boolean() && s["exclusiveMaximum"].get<bool>())
+        xmx = mx, mx.reset();
+    const bool bounded = mn || mx || xmn || xmx;
+    auto check_integral = [&](const std::optional<double>& v, const char* kw) {
+        if (v && !integer && std::floor(*v) != *v)
+            throw SchemaError(path + "/" + kw, kw, "non-integral bounds on type number are not supported");
+        if (v && std::fabs(*v) > 1e15) throw SchemaError(path + "/" + kw, kw, "bound too large");
+    };
+    check_integral(mn, "minimum");
+    check_integral(mx, "maximum");
+    check_integral(xmn, "exclusiveMinimum");
+    check_integral(xmx, "exclusiveMaximum");
+    // Inclusive integer bounds L..H of the integer values allowed.
+    int64_t lo = -kIntCap, hi = kIntCap;
+    if (mn) lo = std::max(lo, static_cast<int64_t>(std::ceil(*mn)));
+    if (xmn) lo = std::max(lo, static_cast<int64_t>(std::floor(*xmn)) + 1);
+    if (mx) hi = std::min(hi, static_cast<int64_t>(std::floor(*mx)));
+    if (xmx) hi = std::min(hi, static_cast<int64_t>(std::ceil(*xmx)) - 1);
+    if (lo > hi) throw SchemaError(path, "minimum", "no number satisfies the bounds");
+    detail::emit_int_range(nfa, from, to, lo, hi);
+    if (integer) return;
+    // Fractions: X.d+ with the integer part chosen so that the value stays strictly inside the
+    // bounds whatever the digits: non-negative parts in [max(lo,0), hi-1], negative parts -I.d+
+    // with I in [max(1,-hi), -lo-1].
+    auto fraction = [&](int32_t at) {
+        int32_t dot = nfa.add_state();
+        nfa.range(at, '.', '.', dot);
+        int32_t cur = dot;
+        for (int i = 0; i < 15; ++i) {
+            int32_t next = nfa.add_state();
+            nfa.range(cur, '0', '9', next);
+            if (i > 0) nfa.epsilon(cur, to);
+            cur = next;
+        }
+        nfa.epsilon(cur, to);
+        return dot;
+    };
+    if (!bounded) {
+        // unbounded: any integer part (incl. "-0"), optional fraction, optional exponent
+        int32_t ip = nfa.add_state(), frac_end = nfa.add_state();
+        detail::emit_int_range(nfa, from, ip, -kIntCap, kIntCap);
+        nfa.epsilon(nfa.literal(from, "-0"), ip);
+        int32_t dot = nfa.add_state();
+        nfa.range(ip, '.', '.', dot);
+        int32_t cur = dot;
+        for (int i = 0; i < 15; ++i) {
+            int32_t next = nfa.add_state();
+            nfa.range(cur, '0', '9', next);
+            nfa.epsilon(next, frac_end);
+            cur = next;
+        }
+        nfa.epsilon(ip, frac_end);
+        nfa.epsilon(frac_end, to);
+        int32_t e = nfa.add_state(), sign = nfa.add_state(), d1 = nfa.add_state(), d2 = nfa.add_state();
+        nfa.range(frac_end, 'e', 'e', e);
+        nfa.range(frac_end, 'E', 'E', e);
+        nfa.range(e, '+', '+', sign);
+        nfa.range(e, '-', '-', sign);
+        nfa.epsilon(e, sign);
+        nfa.range(sign, '0', '9', d1);
+        nfa.range(d1, '0', '9', d2);
+        nfa.epsilon(d1, to);
+        nfa.epsilon(d2, to);
+        return;
+    }
+    if (std::max<int64_t>(lo, 0) <= hi - 1) {
+        int32_t ip = nfa.add_state();
+        detail::emit_int_range(nfa, from, ip, std::max<int64_t>(lo, 0), hi - 1);
+        fraction(ip);
+    }
+    if (std::max<int64_t>(1, -hi) <= -lo - 1) {
+        int32_t ip = nfa.add_state();
+        detail::emit_int_range(nfa, from, ip, -(-lo - 1), -std::max<int64_t>(1, -hi));
+        fraction(ip);
+    }
+}
+
+}  // namespace qnext::constrain

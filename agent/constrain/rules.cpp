@@ -1,0 +1,308 @@
+#include "agent/constrain/rules.h"
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+
+namespace qnext::constrain {
+
+int32_t Nfa::literal(int32_t from, std::string_view s) {
+    int32_t cur = from;
+    for (unsigned char c : s) {
+        int32_t next = add_state();
+        range(cur, c, c, next);
+        cur = next;
+    }
+    return cur;
+}
+
+int32_t RuleSet::declare(std::string name) {
+    rules_.emplace_back();
+    names_.push_back(std::move(name));
+    return static_cast<int32_t>(rules_.size()) - 1;
+}
+
+int RuleSet::token_symbol(int32_t token_id) {
+    for (size_t k = 0; k < tokens_.size(); ++k)
+        if (tokens_[k] == token_id) return kByteSymbols + static_cast<int>(k);
+    tokens_.push_back(token_id);
+    return kByteSymbols + static_cast<int>(tokens_.size()) - 1;
+}
+
+size_t CompiledRules::num_states() const {
+    size_t n = 0;
+    for (const auto& r : rules) n += r.states.size();
+    return n;
+}
+
+namespace {
+
+using StateSet = std::vector<int32_t>;
+
+StateSet eps_closure(const Nfa& nfa, StateSet set) {
+    std::vector<char> seen(nfa.num_states(), 0);
+    for (int32_t s : set) seen[static_cast<size_t>(s)] = 1;
+    for (size_t i = 0; i < set.size(); ++i)
+        for (int32_t t : nfa.eps[static_cast<size_t>(set[i])])
+            if (!seen[static_cast<size_t>(t)]) {
+                seen[static_cast<size_t>(t)] = 1;
+                set.push_back(t);
+            }
+    std::sort(set.begin(), set.end());
+    return set;
+}
+
+// Subset construction over symbols and call labels. Call edges are labels like symbols: two NFA
+// states calling the same rule share one DFA transition.
+DfaRule determinize(const Nfa& nfa, const std::string& name) {
+    DfaRule out;
+    out.name = name;
+    std::map<StateSet, int32_t> ids;
+    std::vector<StateSet> sets;
+    auto intern = [&](StateSet s) {
+        auto [it, fresh] = ids.emplace(std::move(s), static_cast<int32_t>(sets.size()));
+        if (fresh) {
+            sets.push_back(it->first);
+            out.states.emplace_back();
+        }
+        return it->second;
+    };
+    intern(eps_closure(nfa, {nfa.start}));
+    for (size_t i = 0; i < sets.size(); ++i) {
+        const StateSet cur = sets[i];
+        DfaState st;
+        std::vector<int> bounds;
+        std::map<int32_t, StateSet> calls;
+        for (int32_t s : cur) {
+            if (s == nfa.final_state) st.accept = true;
+            for (const SymRange& e : nfa.edges[static_cast<size_t>(s)]) {
+                bounds.push_back(e.lo);
+                bounds.push_back(e.hi + 1);
+            }
+            for (const Call& c : nfa.calls[static_cast<size_t>(s)]) calls[c.rule].push_back(c.to);
+        }
+        std::sort(bounds.begin(), bounds.end());
+        bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+        for (size_t b = 0; b + 1 < bounds.size(); ++b) {
+            int lo = bounds[b], hi = bounds[b + 1] - 1;
+            StateSet targets;
+            for (int32_t s : cur)
+                for (const SymRange& e : nfa.edges[static_cast<size_t>(s)])
+                    if (e.lo <= lo && e.hi >= hi) targets.push_back(e.to);
+            if (targets.empty()) continue;
+            int32_t to = intern(eps_closure(nfa, std::move(targets)));
+            if (!st.edges.empty() && st.edges.back().to == to && st.edges.back().hi + 1 == lo)
+                st.edges.back().hi = static_cast<uint16_t>(hi);
+            else
+                st.edges.push_back({static_cast<uint16_t>(lo), static_cast<uint16_t>(hi), to});
+        }
+        for (auto& [rule, targets] : calls) st.calls.push_back({rule, intern(eps_closure(nfa, targets))});
+        out.states[i] = std::move(st);
+    }
+    return out;
+}
+
+// Drops states that cannot reach an accepting state (calls to rules with an empty language count
+// as dead) and states unreachable from the start; renumbers the rest.
+void prune(CompiledRules& g) {
+    const size_t n = g.rules.size();
+    std::vector<char> productive(n, 0);
+    std::vector<std::vector<char>> live(n);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t r = 0; r < n; ++r) {
+            const auto& states = g.rules[r].states;
+            std::vector<char>& ok = live[r];
+            ok.assign(states.size(), 0);
+            for (size_t s = 0; s < states.size(); ++s) ok[s] = states[s].accept;
+            for (bool grow = true; grow;) {
+                grow = false;
+                for (size_t s = 0; s < states.size(); ++s) {
+                    if (ok[s]) continue;
+                    bool any = false;
+                    for (const SymRange& e : states[s].edges) any = any || ok[static_cast<size_t>(e.to)];
+                    for (const Call& c : states[s].calls)
+                        any = any || (productive[static_cast<size_t>(c.rule)] && ok[static_cast<size_t>(c.to)]);
+                    if (any) ok[s] = grow = true;
+                }
+            }
+            if (!states.empty() && ok[0] && !productive[r]) productive[r] = changed = true;
+        }
+    }
+    if (!productive[static_cast<size_t>(g.root)])
+        throw std::runtime_error("constrain: the grammar accepts nothing (rule '" +
+                                 g.rules[static_cast<size_t>(g.root)].name +
+                                 "' can never complete, e.g. a required property whose schema is "
+                                 "unsatisfiable or infinitely recursive)");
+    for (size_t r = 0; r < n; ++r) {
+        auto& states = g.rules[r].states;
+        if (!productive[r]) {
+            states.clear();
+            continue;
+        }
+        // reachability from the start over live transitions
+        std::vector<int32_t> remap(states.size(), -1);
+        std::vector<int32_t> order{0};
+        remap[0] = 0;
+        auto visit = [&](int32_t t) {
+            if (live[r][static_cast<size_t>(t)] && remap[static_cast<size_t>(t)] < 0) {
+                remap[static_cast<size_t>(t)] = static_cast<int32_t>(order.size());
+                order.push_back(t);
+            }
+        };
+        for (size_t i = 0; i < order.size(); ++i) {
+            const DfaState& st = states[static_cast<size_t>(order[i])];
+            for (const SymRange& e : st.edges) visit(e.to);
+            for (const Call& c : st.calls)
+                if (productive[static_cast<size_t>(c.rule)]) visit(c.to);
+        }
+        std::vector<DfaState> out;
+        out.reserve(order.size());
+        for (int32_t old : order) {
+            DfaState st;
+            st.accept = states[static_cast<size_t>(old)].accept;
+            for (const SymRange& e : states[static_cast<size_t>(old)].edges)
+                if (remap[static_cast<size_t>(e.to)] >= 0) st.edges.push_back({e.lo, e.hi, remap[static_cast<size_t>(e.to)]});
+            for (const Call& c : states[static_cast<size_t>(old)].calls)
+                if (productive[static_cast<size_t>(c.rule)] && remap[static_cast<size_t>(c.to)] >= 0)
+                    st.calls.push_back({c.rule, remap[static_cast<size_t>(c.to)]});
+            out.push_back(std::move(st));
+        }
+        states = std::move(out);
+    }
+}
+
+// nullable[r]: rule r can complete without consuming a symbol.
+std::vector<char> nullable_rules(const CompiledRules& g, std::vector<std::vector<char>>& state_nullable) {
+    const size_t n = g.rules.size();
+    std::vector<char> nullable(n, 0);
+    state_nullable.assign(n, {});
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t r = 0; r < n; ++r) {
+            const auto& states = g.rules[r].states;
+            auto& sn = state_nullable[r];
+            sn.assign(states.size(), 0);
+            for (bool grow = true; grow;) {
+                grow = false;
+                for (size_t s = 0; s < states.size(); ++s) {
+                    if (sn[s]) continue;
+                    bool v = states[s].accept;
+                    for (const Call& c : states[s].calls)
+                        v = v || (nullable[static_cast<size_t>(c.rule)] && sn[static_cast<size_t>(c.to)]);
+                    if (v) sn[s] = grow = true;
+                }
+            }
+            if (!states.empty() && sn[0] && !nullable[r]) nullable[r] = changed = true;
+        }
+    }
+    return nullable;
+}
+
+void check_left_recursion(const CompiledRules& g, const std::vector<char>& nullable) {
+    const size_t n = g.rules.size();
+    std::vector<std::vector<int32_t>> left_calls(n);
+    for (size_t r = 0; r < n; ++r) {
+        const auto& states = g.rules[r].states;
+        if (states.empty()) continue;
+        std::vector<char> seen(states.size(), 0);
+        std::vector<int32_t> todo{0};
+        seen[0] = 1;
+        while (!todo.empty()) {
+            int32_t s = todo.back();
+            todo.pop_back();
+            for (const Call& c : states[static_cast<size_t>(s)].calls) {
+                left_calls[r].push_back(c.rule);
+                if (nullable[static_cast<size_t>(c.rule)] && !seen[static_cast<size_t>(c.to)]) {
+                    seen[static_cast<size_t>(c.to)] = 1;
+                    todo.push_back(c.to);
+                }
+            }
+        }
+    }
+    // cycle detection (iterative DFS colouring)
+    std::vector<int> colour(n, 0);
+    for (size_t r0 = 0; r0 < n; ++r0) {
+        if (colour[r0]) continue;
+        std::vector<std::pair<size_t, size_t>> stack{{r0, 0}};
+        colour[r0] = 1;
+        while (!stack.empty()) {
+            auto& [r, i] = stack.back();
+            if (i < left_calls[r].size()) {
+                size_t c = static_cast<size_t>(left_calls[r][i++]);
+                if (colour[c] == 1)
+                    throw std::runtime_error("constrain: left-recursive reference: rule '" + g.rules[c].name +
+                                             "' can reach itself without producing any text (e.g. a $ref "
+                                             "cycle through anyOf/allOf)");
+                if (colour[c] == 0) {
+                    colour[c] = 1;
+                    stack.push_back({c, 0});
+                }
+            } else {
+                colour[r] = 2;
+                stack.pop_back();
+            }
+        }
+    }
+}
+
+void compute_follow(CompiledRules& g, const std::vector<char>& nullable,
+                    const std::vector<std::vector<char>>& state_nullable) {
+    const size_t n = g.rules.size();
+    std::vector<std::vector<std::bitset<256>>> first(n);
+    for (size_t r = 0; r < n; ++r) {
+        first[r].assign(g.rules[r].states.size(), {});
+        for (size_t s = 0; s < g.rules[r].states.size(); ++s)
+            for (const SymRange& e : g.rules[r].states[s].edges)
+                for (int b = e.lo; b <= std::min<int>(e.hi, 255); ++b) first[r][s].set(static_cast<size_t>(b));
+    }
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t r = 0; r < n; ++r)
+            for (size_t s = 0; s < g.rules[r].states.size(); ++s)
+                for (const Call& c : g.rules[r].states[s].calls) {
+                    std::bitset<256> add = first[static_cast<size_t>(c.rule)].empty()
+                                               ? std::bitset<256>{}
+                                               : first[static_cast<size_t>(c.rule)][0];
+                    if (nullable[static_cast<size_t>(c.rule)]) add |= first[r][static_cast<size_t>(c.to)];
+                    if ((first[r][s] | add) != first[r][s]) {
+                        first[r][s] |= add;
+                        changed = true;
+                    }
+                }
+    }
+    g.follow.assign(n, {});
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t r = 0; r < n; ++r)
+            for (size_t s = 0; s < g.rules[r].states.size(); ++s)
+                for (const Call& c : g.rules[r].states[s].calls) {
+                    std::bitset<256> add = first[r][static_cast<size_t>(c.to)];
+                    if (state_nullable[r][static_cast<size_t>(c.to)]) add |= g.follow[r];
+                    auto& f = g.follow[static_cast<size_t>(c.rule)];
+                    if ((f | add) != f) {
+                        f |= add;
+                        changed = true;
+                    }
+                }
+    }
+}
+
+}  // namespace
+
+CompiledRules compile_rules(const RuleSet& rules, int32_t root) {
+    CompiledRules g;
+    g.root = root;
+    g.token_terminals = rules.token_terminals();
+    g.rules.reserve(rules.size());
+    for (size_t r = 0; r < rules.size(); ++r)
+        g.rules.push_back(determinize(rules.nfa(static_cast<int32_t>(r)), rules.name(static_cast<int32_t>(r))));
+    prune(g);
+    std::vector<std::vector<char>> state_nullable;
+    std::vector<char> nullable = nullable_rules(g, state_nullable);
+    check_left_recursion(g, nullable);
+    compute_follow(g, nullable, state_nullable);
+    return g;
+}
+
+}  // namespace qnext::constrain

@@ -1,0 +1,40 @@
+// Grammar of Qwen3 tool calls (hermes format, as rendered by all three Qwen3-Next templates):
+//
+//   [thinking: any text, then the </think> token, then "\n\n"]
+//   auto:      TEXT [CALL ("\n" CALL)*]     (TEXT: free text; never the text "<tool_call>")
+//   required:  CALL ("\n" CALL)*
+//   NAME:      CALL restricted to tool NAME, exactly one
+//   none:      TEXT                          (the <tool_call> token is never allowed)
+//   parallel_tool_calls=false: at most one CALL.
+//   CALL = <tool_call> "\n{\"name\": \"" NAME "\", \"arguments\": " ARGS(NAME) "}\n" </tool_call>
+// where <tool_call> (151657), </tool_call> (151658) and </think> (151668) must be produced as their
+// single added tokens; ARGS is the tool's parameter schema (json_schema.h layout).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/constrain/grammar.h"
+#include "agent/constrain/json_schema.h"
+#include "agent/constrain/rules.h"
+
+namespace qnext::constrain {
+
+struct ToolSpec {
+    std::string name;
+    nlohmann::ordered_json parameters;
+};
+// Accepts OpenAI tools ([{"type": "function", "function": {...}}]) or bare {"name", "parameters"}.
+std::vector<ToolSpec> parse_tools(const nlohmann::ordered_json& tools);
+
+// Free text: any bytes except a spelled-out `forbidden` (if non-empty); nullable.
+int32_t add_text_rule(RuleSet& rules, const std::string& forbidden);
+// Prefix for thinking mode: any bytes, then </think>, then "\n\n". Returns the state reached in `nfa`.
+int32_t emit_thinking_prefix(RuleSet& rules, Nfa& nfa, int32_t from, const Vocabulary& vocab);
+// Root rule for the tool-call structure.
+int32_t add_tool_rules(RuleSet& rules, JsonSchemaCompiler& schemas, const std::vector<ToolSpec>& tools,
+                       const ToolCallOptions& opts, const Vocabulary& vocab);
+
+}  // namespace qnext::constrain

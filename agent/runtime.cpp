@@ -1,0 +1,72 @@
+#include "agent/runtime.h"
+
+#include <unistd.h>
+
+#include <stdexcept>
+
+#include "agent/inprocess_backend.h"
+#include "agent/openai_backend.h"
+#include "model/chat_template.h"
+#include "model/engine.h"
+#include "model/model_folder.h"
+#include "model/qwen3_next.h"
+#include "model/tokenizer.h"
+
+namespace qnext::agent {
+
+namespace fs = std::filesystem;
+
+fs::path default_model_dir() {
+    // Beside the installed binary first (<prefix>/bin/qnext -> <prefix>/share/qnext/models/demo), then the
+    // source tree the binary was built from.
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        fs::path installed = exe.parent_path().parent_path() / "share" / "qnext" / "models" / "demo";
+        if (fs::exists(installed / "config.json")) return installed;
+    }
+    return fs::path(QNEXT_SOURCE_DIR) / "models" / "demo";
+}
+
+Runtime::Runtime(boost::asio::io_context& io, RuntimeOptions options) : io_(io), options_(std::move(options)) {
+    if (options_.backend == "openai") {
+        parse_http_url(options_.base_url);  // validate early
+        return;
+    }
+    if (options_.backend != "inprocess") throw std::runtime_error("unknown backend '" + options_.backend + "'");
+    fs::path dir = options_.model_dir.value_or(default_model_dir());
+    if (!fs::exists(dir / "config.json"))
+        throw std::runtime_error("model folder " + dir.string() + " has no config.json (pass --model DIR)");
+    options_.model_dir = dir;
+    folder_ = std::make_unique<ModelFolder>(load_model_folder(dir, !options_.quiet && isatty(STDERR_FILENO)));
+    if (!folder_->has_tokenizer()) throw std::runtime_error("model folder " + dir.string() + " has no tokenizer.json");
+    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(dir));
+    model_ = std::make_unique<Qwen3NextModel>(*folder_);
+    engine_ = std::make_unique<Engine>(*model_);
+}
+
+Runtime::~Runtime() = default;
+
+std::unique_ptr<Backend> Runtime::make_backend(bool thinking) {
+    if (options_.backend == "openai")
+        return std::make_unique<OpenAIBackend>(io_, options_.base_url, options_.remote_model, options_.api_key);
+    std::optional<TemplateKind> override_kind;
+    if (options_.template_override) override_kind = parse_template_name(*options_.template_override);
+    TemplateKind kind = resolve_template(*options_.model_dir, override_kind);
+    // Thinking mode on a model whose folder carries the Instruct template uses the Thinking template (the demo
+    // model is trained on both); the hybrid template switches with enable_thinking instead.
+    if (thinking && kind == TemplateKind::Instruct && !override_kind) kind = TemplateKind::Thinking;
+    InProcessOptions o;
+    o.template_kind = kind;
+    o.thinking = thinking;
+    o.max_context = options_.max_context;
+    o.model_dir = *options_.model_dir;
+    return std::make_unique<InProcessBackend>(io_, *engine_, *tokenizer_, o);
+}
+
+std::string Runtime::describe() const {
+    if (options_.backend == "openai") return "openai " + options_.base_url + " model " + options_.remote_model;
+    return "model " + options_.model_dir->string() + " · context " + std::to_string(options_.max_context);
+}
+
+}  // namespace qnext::agent

@@ -1,0 +1,55 @@
+// Runtime: what `qnext run` and `qnext chat` set up before the loop starts: the model (in-process engine,
+// shared by every session) or a remote endpoint, the tool registry and the workspace.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "agent/backend.h"
+
+namespace qnext {
+class Engine;
+class Tokenizer;
+class Qwen3NextModel;
+struct ModelFolder;
+}  // namespace qnext
+
+namespace qnext::agent {
+
+// The model used when --model is not given: the demo model shipped in models/demo.
+std::filesystem::path default_model_dir();
+
+struct RuntimeOptions {
+    std::optional<std::filesystem::path> model_dir;  // default: default_model_dir()
+    std::string backend = "inprocess";               // inprocess | openai
+    std::string base_url;                            // openai: e.g. http://127.0.0.1:8000/v1
+    std::string remote_model;                        // openai: the served model name
+    std::string api_key;                             // openai: bearer token (default: $OPENAI_API_KEY)
+    std::optional<std::string> template_override;    // instruct | thinking | hybrid
+    int64_t max_context = 8192;                      // tokens reserved per session (in-process)
+    bool quiet = false;
+};
+
+class Runtime {
+public:
+    Runtime(boost::asio::io_context& io, RuntimeOptions options);
+    ~Runtime();
+
+    // A backend for one session. `thinking` selects the Thinking template (or enable_thinking for hybrid).
+    std::unique_ptr<Backend> make_backend(bool thinking);
+    const RuntimeOptions& options() const { return options_; }
+    std::string describe() const;  // one line: model dir / endpoint, template, context
+
+private:
+    boost::asio::io_context& io_;
+    RuntimeOptions options_;
+    std::unique_ptr<ModelFolder> folder_;
+    std::unique_ptr<Qwen3NextModel> model_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    std::unique_ptr<Engine> engine_;
+};
+
+}  // namespace qnext::agent

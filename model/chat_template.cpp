@@ -1,0 +1,250 @@
+// Hand-written renderers mirroring the three official templates (model/templates/*.jinja) line by
+// line, with jinja2 semantics for the operations they use: attribute access on dicts (missing ->
+// Undefined), truthiness, `is string`, `+` (str only, else TypeError -> TemplateError), `{{ x }}`
+// printing (Python str()), Python's str.split/strip, and HF's `tojson`.
+#include "model/chat_template.h"
+
+#include <string>
+
+namespace qnext {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+[[noreturn]] void fail(const std::string& what) { throw TemplateError("chat template: " + what); }
+
+// jinja2 `obj.key` on a dict: the value, or nullptr for Undefined.
+const json* attr(const json* obj, const char* key) {
+    if (!obj || !obj->is_object()) return nullptr;
+    const auto it = obj->find(key);
+    return it == obj->end() ? nullptr : &*it;
+}
+
+bool truthy(const json* v) {
+    if (!v || v->is_null()) return false;
+    if (v->is_boolean()) return v->get<bool>();
+    if (v->is_number_integer() || v->is_number_unsigned()) return v->get<int64_t>() != 0;
+    if (v->is_number_float()) return v->get<double>() != 0.0;
+    if (v->is_string()) return !v->get_ref<const std::string&>().empty();
+    return !v->empty();   // array / object
+}
+
+bool is_string(const json* v) { return v && v->is_string(); }
+bool equals(const json* v, const char* s) { return is_string(v) && v->get_ref<const std::string&>() == s; }
+
+// Operand of jinja2 `+` with strings: must be a str.
+const std::string& str_operand(const json* v, const std::string& where) {
+    if (!is_string(v))
+        fail(where + " must be a string (jinja2 cannot concatenate " +
+             (v ? std::string(v->type_name()) : std::string("an undefined value")) + ")");
+    return v->get_ref<const std::string&>();
+}
+
+// `{{ v }}`: Python str() of the value; Undefined prints nothing.
+std::string print(const json* v, const std::string& where) {
+    if (!v) return "";
+    switch (v->type()) {
+        case json::value_t::string: return v->get<std::string>();
+        case json::value_t::null: return "None";
+        case json::value_t::boolean: return v->get<bool>() ? "True" : "False";
+        case json::value_t::number_integer: return std::to_string(v->get<int64_t>());
+        case json::value_t::number_unsigned: return std::to_string(v->get<uint64_t>());
+        case json::value_t::number_float: return py_float_repr(v->get<double>());
+        default: fail(where + " is a " + std::string(v->type_name()) + "; printing its Python repr is not supported");
+    }
+}
+
+std::string lstrip_nl(const std::string& s) {
+    const auto b = s.find_first_not_of('\n');
+    return b == std::string::npos ? std::string() : s.substr(b);
+}
+std::string rstrip_nl(const std::string& s) {
+    const auto e = s.find_last_not_of('\n');
+    return e == std::string::npos ? std::string() : s.substr(0, e + 1);
+}
+std::string strip_nl(const std::string& s) { return lstrip_nl(rstrip_nl(s)); }
+// Python s.split(sep)[0] and s.split(sep)[-1].
+std::string before_first(const std::string& s, const std::string& sep) {
+    const auto p = s.find(sep);
+    return p == std::string::npos ? s : s.substr(0, p);
+}
+std::string after_last(const std::string& s, const std::string& sep) {
+    const auto p = s.rfind(sep);
+    return p == std::string::npos ? s : s.substr(p + sep.size());
+}
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& p) {
+    return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+constexpr const char* kToolsHeader =
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+constexpr const char* kToolsFooter =
+    "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+    "<args-json-object>}\n</tool_call><|im_end|>\n";
+
+class Renderer {
+public:
+    Renderer(TemplateKind kind, const json& request) : kind_(kind), req_(request) {
+        if (!req_.is_object()) fail("the request must be a JSON object");
+        const json* m = attr(&req_, "messages");
+        if (!m || !m->is_array()) fail("\"messages\" must be an array");
+        msgs_ = m;
+    }
+
+    std::string run() {
+        system_and_tools();
+        if (kind_ != TemplateKind::Instruct) find_last_query();
+        for (size_t i = 0; i < n(); ++i) message(i);
+        if (truthy(attr(&req_, "add_generation_prompt"))) {
+            out_ += "<|im_start|>assistant\n";
+            if (kind_ == TemplateKind::Thinking) out_ += "<think>\n";
+            if (kind_ == TemplateKind::Hybrid) {
+                const json* et = attr(&req_, "enable_thinking");
+                if (et && et->is_boolean() && !et->get<bool>()) out_ += "<think>\n\n</think>\n\n";
+            }
+        }
+        return std::move(out_);
+    }
+
+private:
+    size_t n() const { return msgs_->size(); }
+    const json* msg(size_t i) const { return &(*msgs_)[i]; }
+    std::string where(size_t i, const char* field) const {
+        return "messages[" + std::to_string(i) + "]." + field;
+    }
+    // The Next templates' `content` variable: the string content, or '' for anything else.
+    std::string content_var(size_t i) const {
+        const json* c = attr(msg(i), "content");
+        return is_string(c) ? c->get<std::string>() : std::string();
+    }
+
+    void system_and_tools() {
+        const json* first = n() > 0 ? msg(0) : nullptr;
+        const bool system_first = equals(attr(first, "role"), "system");
+        const json* tools = attr(&req_, "tools");
+        if (truthy(tools)) {
+            out_ += "<|im_start|>system\n";
+            if (system_first) out_ += str_operand(attr(first, "content"), where(0, "content")) + "\n\n";
+            out_ += kToolsHeader;
+            if (!tools->is_array()) fail("\"tools\" must be an array");
+            for (const auto& tool : *tools) out_ += "\n" + py_json_dumps(tool);
+            out_ += kToolsFooter;
+        } else if (system_first) {
+            out_ += "<|im_start|>system\n" + str_operand(attr(first, "content"), where(0, "content")) + "<|im_end|>\n";
+        }
+    }
+
+    // ns.last_query_index: the last user message that is not a wrapped tool response.
+    void find_last_query() {
+        last_query_ = static_cast<long>(n()) - 1;
+        for (size_t k = n(); k-- > 0;) {
+            if (!equals(attr(msg(k), "role"), "user")) continue;
+            const json* c = attr(msg(k), "content");
+            if (kind_ == TemplateKind::Thinking && !is_string(c)) continue;
+            const std::string& s = str_operand(c, where(k, "content"));   // hybrid calls .startswith on it
+            if (!(starts_with(s, "<tool_response>") && ends_with(s, "</tool_response>"))) {
+                last_query_ = static_cast<long>(k);
+                return;
+            }
+        }
+    }
+
+    void message(size_t i) {
+        const json* m = msg(i);
+        const json* role = attr(m, "role");
+        const bool hybrid = kind_ == TemplateKind::Hybrid;
+        if (equals(role, "user") || (equals(role, "system") && i > 0)) {
+            const std::string content = hybrid ? str_operand(attr(m, "content"), where(i, "content")) : content_var(i);
+            out_ += "<|im_start|>" + role->get<std::string>() + "\n" + content + "<|im_end|>\n";
+        } else if (equals(role, "assistant")) {
+            assistant(i);
+        } else if (equals(role, "tool")) {
+            if (i == 0 || !equals(attr(msg(i - 1), "role"), "tool")) out_ += "<|im_start|>user";
+            out_ += "\n<tool_response>\n";
+            out_ += hybrid ? print(attr(m, "content"), where(i, "content")) : content_var(i);
+            out_ += "\n</tool_response>";
+            if (i + 1 == n() || !equals(attr(msg(i + 1), "role"), "tool")) out_ += "<|im_end|>\n";
+        }
+    }
+
+    void assistant(size_t i) {
+        const json* m = msg(i);
+        std::string content;
+        if (kind_ == TemplateKind::Instruct) {
+            content = content_var(i);
+            out_ += "<|im_start|>assistant\n" + content;
+        } else {
+            const json* raw_content = attr(m, "content");
+            // HF apply_chat_template aliases reasoning: the first non-null of reasoning_content,
+            // thinking, reasoning becomes reasoning_content (transformers _alias_reasoning_fields).
+            const json* rc = attr(m, "reasoning_content");
+            for (const char* key : {"reasoning_content", "thinking", "reasoning"})
+                if (const json* v = attr(m, key); v && !v->is_null()) {
+                    rc = v;
+                    break;
+                }
+            const json* reasoning = nullptr;   // jinja value of reasoning_content
+            std::string reasoning_text;        // its string form when a string
+            const bool hybrid = kind_ == TemplateKind::Hybrid;
+            if (hybrid) content = str_operand(raw_content, where(i, "content"));
+            else content = content_var(i);
+            const bool given = hybrid ? (rc && !rc->is_null()) : is_string(rc);
+            if (given) {
+                reasoning = rc;
+                if (rc->is_string()) reasoning_text = rc->get<std::string>();
+            } else if (content.find("</think>") != std::string::npos) {
+                reasoning_text = lstrip_nl(after_last(rstrip_nl(before_first(content, "</think>")), "<think>"));
+                content = lstrip_nl(after_last(content, "</think>"));
+            }
+            const json reasoning_str = reasoning_text;
+            if (!reasoning) reasoning = &reasoning_str;
+            const bool last = i + 1 == n();
+            if (static_cast<long>(i) > last_query_ && (last || truthy(reasoning))) {
+                if (!reasoning->is_string())
+                    fail(where(i, "reasoning_content") + " must be a string (the template calls .strip on it)");
+                out_ += "<|im_start|>assistant\n<think>\n" + strip_nl(reasoning_text) + "\n</think>\n\n" +
+                        lstrip_nl(content);
+            } else {
+                out_ += "<|im_start|>assistant\n" + content;
+            }
+        }
+        tool_calls(i, content);
+        out_ += "<|im_end|>\n";
+    }
+
+    void tool_calls(size_t i, const std::string& content) {
+        const json* calls = attr(msg(i), "tool_calls");
+        if (!truthy(calls)) return;
+        if (!calls->is_array()) fail(where(i, "tool_calls") + " must be an array");
+        for (size_t k = 0; k < calls->size(); ++k) {
+            if ((k == 0 && !content.empty()) || k > 0) out_ += "\n";
+            const json* call = &(*calls)[k];
+            const std::string at = where(i, "tool_calls") + "[" + std::to_string(k) + "]";
+            if (const json* fn = attr(call, "function"); truthy(fn)) call = fn;
+            out_ += "<tool_call>\n{\"name\": \"";
+            out_ += print(attr(call, "name"), at + ".name");
+            out_ += "\", \"arguments\": ";
+            const json* args = attr(call, "arguments");
+            if (!args) fail(at + " has no \"arguments\" (tojson of an undefined value fails in jinja2)");
+            out_ += args->is_string() ? args->get<std::string>() : py_json_dumps(*args);
+            out_ += "}\n</tool_call>";
+        }
+    }
+
+    TemplateKind kind_;
+    const json& req_;
+    const json* msgs_ = nullptr;
+    long last_query_ = -1;
+    std::string out_;
+};
+
+}  // namespace
+
+std::string render_chat(TemplateKind kind, const nlohmann::ordered_json& request) {
+    return Renderer(kind, request).run();
+}
+
+}  // namespace qnext

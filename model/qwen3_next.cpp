@@ -1,0 +1,364 @@
+// Qwen3-Next forward pass. Notation in shape comments: T tokens in this piece, H hidden, V vocab,
+// nk/nv GDN key/value heads of dk/dv, C = 2*nk*dk + nv*dv conv channels, K conv kernel,
+// nh/nkv attention heads of D, R = nv/nk value heads per key head. All activations are f32.
+#include "model/qwen3_next.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/ops.h"
+#include "model/forward_limits.h"
+#include "model/model_folder.h"
+#include "model/weights.h"
+
+namespace qnext {
+
+using kern::DType;
+using kern::Tensor;
+using kern::TensorBuffer;
+
+// ---- weights as kernel views -------------------------------------------------------------------
+
+namespace {
+
+Tensor to_kern(const TensorView& v) {
+    Tensor t;
+    switch (v.dtype) {
+        case TensorDType::F32: t.dtype = DType::F32; break;
+        case TensorDType::BF16: t.dtype = DType::BF16; break;
+        case TensorDType::F16: t.dtype = DType::F16; break;
+        default:
+            throw std::runtime_error("model: tensor '" + v.name + "' has dtype " + dtype_name(v.dtype) +
+                                     ", which this engine cannot run yet (F32/BF16/F16 only)");
+    }
+    if (v.rank() < 1 || v.rank() > 4)
+        throw std::runtime_error("model: tensor '" + v.name + "' has unsupported rank " + std::to_string(v.rank()));
+    t.data = const_cast<std::byte*>(v.data);  // ops never write their inputs
+    t.rank = static_cast<int>(v.rank());
+    int64_t stride = 1;
+    for (int d = t.rank - 1; d >= 0; --d) {
+        t.shape[d] = v.shape[d];
+        t.stride[d] = stride;
+        stride *= v.shape[d];
+    }
+    return t;
+}
+
+kern::FfnWeights to_kern(const FfnWeights& f) {
+    return {to_kern(f.gate_proj), to_kern(f.up_proj), to_kern(f.down_proj)};
+}
+
+TensorBuffer f32_buffer(std::initializer_list<int64_t> shape) { return TensorBuffer(DType::F32, shape); }
+
+}  // namespace
+
+struct LayerViews {
+    LayerType type = LayerType::LinearAttention;
+    Tensor input_norm, post_norm;                                   // [H], zero-centred
+    Tensor qkvz, ba, conv_w, A_log, dt_bias, gated_norm, out_proj;  // GDN
+    Tensor q_proj, k_proj, v_proj, o_proj, q_norm, k_norm;          // attention
+    bool moe = false;
+    Tensor router, shared_gate;                                     // MoE [E, H], [1, H]
+    std::vector<kern::FfnWeights> experts;
+    kern::FfnWeights shared, dense;                                 // shared expert / dense MLP
+};
+
+struct Qwen3NextModel::Bound {
+    Tensor embed, lm_head, final_norm;
+    std::vector<LayerViews> layers;
+    uint64_t active_bytes = 0;  // weight bytes read per decoded token
+};
+
+namespace {
+
+uint64_t ffn_bytes(const kern::FfnWeights& f) { return f.gate.nbytes() + f.up.nbytes() + f.down.nbytes(); }
+
+void check_supported(const Qwen3NextConfig& c) {
+    auto no = [](const std::string& what) {
+        throw std::runtime_error("model: config not supported by this engine: " + what);
+    };
+    if (c.hidden_act != "silu") no("hidden_act '" + c.hidden_act + "' (only silu)");
+    if (c.attention_bias) no("attention_bias = true (Qwen3-Next has no biases)");
+    if (c.linear_num_value_heads % c.linear_num_key_heads != 0)
+        no("linear_num_value_heads must be a multiple of linear_num_key_heads");
+    if (c.num_attention_heads % c.num_key_value_heads != 0)
+        no("num_attention_heads must be a multiple of num_key_value_heads");
+    if (c.rotary_dim() % 2 != 0 || c.rotary_dim() > c.head_dim) no("rotary dim must be even and <= head_dim");
+    if (c.linear_conv_kernel_dim < 1) no("linear_conv_kernel_dim must be >= 1");
+}
+
+}  // namespace
+
+Qwen3NextModel::Qwen3NextModel(const ModelFolder& folder) : Qwen3NextModel(folder.config, folder.weights) {}
+
+Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWeights& w) : config_(config) {
+    check_supported(config_);
+    if (static_cast<int64_t>(w.layers.size()) != config_.num_hidden_layers)
+        throw std::runtime_error("model: weights have " + std::to_string(w.layers.size()) + " layers, config says " +
+                                 std::to_string(config_.num_hidden_layers));
+    auto b = std::make_shared<Bound>();
+    b->embed = to_kern(w.embed_tokens);
+    b->lm_head = to_kern(w.lm_head);
+    b->final_norm = to_kern(w.final_norm);
+    const uint64_t row_bytes = b->embed.nbytes() / static_cast<uint64_t>(config_.vocab_size);
+    b->active_bytes = row_bytes + b->final_norm.nbytes() + b->lm_head.nbytes();
+    for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+        const LayerWeights& lw = w.layers[l];
+        LayerViews v;
+        v.type = lw.type;
+        v.input_norm = to_kern(lw.input_layernorm);
+        v.post_norm = to_kern(lw.post_attention_layernorm);
+        uint64_t bytes = v.input_norm.nbytes() + v.post_norm.nbytes();
+        if (lw.type == LayerType::LinearAttention) {
+            if (!lw.gdn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no GDN weights");
+            const GdnWeights& g = *lw.gdn;
+            v.qkvz = to_kern(g.in_proj_qkvz), v.ba = to_kern(g.in_proj_ba), v.conv_w = to_kern(g.conv1d);
+            v.A_log = to_kern(g.A_log), v.dt_bias = to_kern(g.dt_bias), v.gated_norm = to_kern(g.norm);
+            v.out_proj = to_kern(g.out_proj);
+            for (const Tensor* t : {&v.qkvz, &v.ba, &v.conv_w, &v.A_log, &v.dt_bias, &v.gated_norm, &v.out_proj})
+                bytes += t->nbytes();
+        } else {
+            if (!lw.attn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no attention weights");
+            const AttnWeights& a = *lw.attn;
+            v.q_proj = to_kern(a.q_proj), v.k_proj = to_kern(a.k_proj), v.v_proj = to_kern(a.v_proj);
+            v.o_proj = to_kern(a.o_proj), v.q_norm = to_kern(a.q_norm), v.k_norm = to_kern(a.k_norm);
+            for (const Tensor* t : {&v.q_proj, &v.k_proj, &v.v_proj, &v.o_proj, &v.q_norm, &v.k_norm})
+                bytes += t->nbytes();
+        }
+        if (lw.moe) {
+            const MoeWeights& m = *lw.moe;
+            v.moe = true;
+            v.router = to_kern(m.router);
+            v.shared_gate = to_kern(m.shared_expert_gate);
+            v.shared = to_kern(m.shared_expert);
+            for (const FfnWeights& e : m.experts) v.experts.push_back(to_kern(e));
+            bytes += v.router.nbytes() + v.shared_gate.nbytes() + ffn_bytes(v.shared);
+            if (!v.experts.empty()) bytes += config_.num_experts_per_tok * ffn_bytes(v.experts[0]);
+        } else if (lw.dense_mlp) {
+            v.dense = to_kern(*lw.dense_mlp);
+            bytes += ffn_bytes(v.dense);
+        } else {
+            throw std::runtime_error("model: layer " + std::to_string(l) + " has no MLP weights");
+        }
+        b->active_bytes += bytes;
+        b->layers.push_back(std::move(v));
+    }
+    b_ = std::move(b);
+}
+
+uint64_t Qwen3NextModel::active_weight_bytes_per_token() const { return b_->active_bytes; }
+
+// ---- activations of one piece ------------------------------------------------------------------
+
+struct Qwen3NextModel::Scratch {
+    int64_t T;
+    TensorBuffer x, h, ffn_out;                  // [T, H] residual stream, normed input, FFN output
+    TensorBuffer qkvz, ba, mixed, conv_out;      // [T, 2nk*dk + 2nv*dv], [T, 2nv], [T, C], [T, C]
+    TensorBuffer q, k, v, z, a, b, g, beta;      // [T, nk, dk] x2, [T, nv, dv] x2, [T, nv] x4
+    TensorBuffer core, y;                        // [T, nv, dv]
+    TensorBuffer qg, qn, kraw, attn;             // [T, nh, 2D], [T, nh, D], [T, nkv*D], [T, nh, D]
+    TensorBuffer fnorm;                          // [rows, H]
+
+    Scratch(const Qwen3NextConfig& c, int64_t t, int64_t logit_rows) : T(t) {
+        const int64_t H = c.hidden_size, nk = c.linear_num_key_heads, nv = c.linear_num_value_heads;
+        const int64_t dk = c.linear_key_head_dim, dv = c.linear_value_head_dim, C = c.linear_conv_dim();
+        const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, D = c.head_dim;
+        x = f32_buffer({t, H}), h = f32_buffer({t, H}), ffn_out = f32_buffer({t, H});
+        qkvz = f32_buffer({t, 2 * nk * dk + 2 * nv * dv}), ba = f32_buffer({t, 2 * nv});
+        mixed = f32_buffer({t, C}), conv_out = f32_buffer({t, C});
+        q = f32_buffer({t, nk, dk}), k = f32_buffer({t, nk, dk});
+        v = f32_buffer({t, nv, dv}), z = f32_buffer({t, nv, dv});
+        a = f32_buffer({t, nv}), b = f32_buffer({t, nv}), g = f32_buffer({t, nv}), beta = f32_buffer({t, nv});
+        core = f32_buffer({t, nv, dv}), y = f32_buffer({t, nv, dv});
+        qg = f32_buffer({t, nh, 2 * D}), qn = f32_buffer({t, nh, D}), kraw = f32_buffer({t, nkv * D});
+        attn = f32_buffer({t, nh, D});
+        fnorm = f32_buffer({logit_rows, H});
+    }
+};
+
+uint64_t forward_scratch_bytes(const Qwen3NextConfig& c, int64_t t) {
+    const uint64_t H = c.hidden_size, nk = c.linear_num_key_heads, nv = c.linear_num_value_heads;
+    const uint64_t dk = c.linear_key_head_dim, dv = c.linear_value_head_dim, C = c.linear_conv_dim();
+    const uint64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, D = c.head_dim;
+    const uint64_t per_token = 3 * H + (2 * nk * dk + 2 * nv * dv) + 2 * nv + 2 * C + 2 * nk * dk + 4 * nv * dv +
+                               4 * nv + 2 * nh * D + nh * D + nkv * D + nh * D;
+    const uint64_t logits_rows = static_cast<uint64_t>(t);  // worst case: all rows requested
+    return sizeof(float) * (per_token * static_cast<uint64_t>(t) + logits_rows * (H + c.vocab_size));
+}
+
+// ---- the layer loop ----------------------------------------------------------------------------
+
+Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> tokens, LogitsRows rows) const {
+    const int64_t T = static_cast<int64_t>(tokens.size());
+    if (&st.config() != &config_)
+        throw std::runtime_error("forward: the sequence state was made for a different model config");
+    if (T == 0) throw std::runtime_error("forward: no tokens given");
+    for (int64_t i = 0; i < T; ++i)
+        if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
+            throw std::runtime_error("forward: token id " + std::to_string(tokens[i]) + " at input position " +
+                                     std::to_string(i) + " is outside the vocabulary [0, " +
+                                     std::to_string(config_.vocab_size) + ")");
+    const int64_t end = st.n_tokens() + T;
+    if (end > config_.max_position_embeddings)
+        throw std::runtime_error("forward: context of " + std::to_string(end) +
+                                 " tokens exceeds max_position_embeddings = " +
+                                 std::to_string(config_.max_position_embeddings));
+    if (end > st.capacity())
+        throw std::runtime_error("forward: context of " + std::to_string(end) + " tokens exceeds the " +
+                                 std::to_string(st.capacity()) + " tokens reserved for this sequence");
+
+    Logits out;
+    out.vocab = config_.vocab_size;
+    out.rows = rows == LogitsRows::All ? T : 1;
+    out.data.resize(static_cast<size_t>(out.rows * out.vocab));
+    for (int64_t start = 0; start < T; start += kForwardPieceTokens) {
+        const int64_t n = std::min(kForwardPieceTokens, T - start);
+        const bool last = start + n == T;
+        float* dst = rows == LogitsRows::All ? out.data.data() + start * out.vocab : (last ? out.data.data() : nullptr);
+        run_piece(st, tokens.subspan(start, n), rows, dst);
+    }
+    return out;
+}
+
+void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows,
+                               float* logits) const {
+    const int64_t T = static_cast<int64_t>(ids.size());
+    const int64_t n_past = st.n_tokens();
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+    const int64_t n_rows = logits == nullptr ? 0 : (rows == LogitsRows::All ? T : 1);
+    Scratch s(config_, T, std::max<int64_t>(n_rows, 1));
+    std::vector<int64_t> positions(T);
+    for (int64_t t = 0; t < T; ++t) positions[t] = n_past + t;
+
+    st.begin_append(T);
+    kern::embed_rows(b_->embed, ids, s.x);                          // x [T, H]
+    trace("embed", -1, s.x);
+    for (int l = 0; l < config_.num_hidden_layers; ++l) {
+        const LayerViews& L = b_->layers[l];
+        kern::rms_norm(s.x, L.input_norm, eps, kern::NormKind::ZeroCentered, s.h);  // h [T, H]
+        trace("input_norm", l, s.h);
+        if (L.type == LayerType::FullAttention)
+            attention_mixer(l, st, s, positions);                   // x += attn(h)
+        else
+            gdn_mixer(l, st, s);                                     // x += gdn(h)
+        trace("mixer_residual", l, s.x);
+        kern::rms_norm(s.x, L.post_norm, eps, kern::NormKind::ZeroCentered, s.h);   // h [T, H]
+        trace("post_norm", l, s.h);
+        ffn(l, s);                                                   // x += moe(h)
+        trace("hidden", l, s.x);
+    }
+    st.end_append(T);
+    if (n_rows == 0) return;
+
+    const Tensor x_rows = n_rows == T ? s.x.t() : s.x.t().slice(0, T - 1, 1);  // [rows, H]
+    kern::rms_norm(x_rows, b_->final_norm, eps, kern::NormKind::ZeroCentered, s.fnorm);
+    trace("final_norm", -1, s.fnorm);
+    const Tensor out = Tensor::view(logits, DType::F32, {n_rows, config_.vocab_size});  // [rows, V]
+    kern::matmul(s.fnorm, b_->lm_head, out);
+    trace("logits", -1, out);
+}
+
+// Gated DeltaNet (spec section 3): projections, causal conv + SiLU, L2-normalised q/k, gated delta
+// rule (chunked for prefill, recurrent for decode) continuing from the cached state, gated RMSNorm.
+void Qwen3NextModel::gdn_mixer(int l, SequenceState& st, Scratch& s) const {
+    const LayerViews& L = b_->layers[l];
+    const int64_t T = s.T, nk = config_.linear_num_key_heads, nv = config_.linear_num_value_heads;
+    const int64_t dk = config_.linear_key_head_dim, dv = config_.linear_value_head_dim, R = nv / nk;
+    const int64_t key_dim = nk * dk, G = 2 * dk + 2 * R * dv;  // G: per-key-head group width of qkvz
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+
+    kern::matmul(s.h, L.qkvz, s.qkvz);                                  // [T, nk*G]
+    kern::matmul(s.h, L.ba, s.ba);                                      // [T, nk*2R]
+    trace("gdn.qkvz", l, s.qkvz);
+    trace("gdn.ba", l, s.ba);
+
+    // De-interleave the per-key-head groups [q dk | k dk | v R*dv | z R*dv] and [b R | a R].
+    const Tensor P = s.qkvz.t().unflatten(1, {nk, G});                  // [T, nk, G]
+    const Tensor mixed = s.mixed.t();                                   // [T, C] = [q | k | v]
+    kern::copy(P.slice(2, 0, dk), mixed.slice(1, 0, key_dim).unflatten(1, {nk, dk}));
+    kern::copy(P.slice(2, dk, dk), mixed.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}));
+    kern::copy(P.slice(2, 2 * dk, R * dv), mixed.slice(1, 2 * key_dim, nv * dv).unflatten(1, {nk, R * dv}));
+    kern::copy(P.slice(2, 2 * dk + R * dv, R * dv), s.z.t().reshape({T, nk, R * dv}));   // z [T, nv, dv]
+    const Tensor BA = s.ba.t().unflatten(1, {nk, 2 * R});               // [T, nk, 2R]
+    kern::copy(BA.slice(2, 0, R), s.b.t().reshape({T, nk, R}));         // b [T, nv]
+    kern::copy(BA.slice(2, R, R), s.a.t().reshape({T, nk, R}));         // a [T, nv]
+
+    // Causal depthwise conv over [cached K-1 inputs | T new inputs], then SiLU.
+    const Tensor conv_state = st.conv(l);                               // [K-1, C]
+    kern::conv1d_causal(s.mixed, L.conv_w, conv_state, s.conv_out, /*apply_silu=*/true);   // [T, C]
+    trace("gdn.conv", l, s.conv_out);
+    const Tensor co = s.conv_out.t();
+    kern::l2_norm(co.slice(1, 0, key_dim).unflatten(1, {nk, dk}), eps, s.q);             // q [T, nk, dk]
+    kern::l2_norm(co.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}), eps, s.k);       // k [T, nk, dk]
+    kern::copy(co.slice(1, 2 * key_dim, nv * dv).unflatten(1, {nv, dv}), s.v);          // v [T, nv, dv]
+
+    kern::gdn_gates(s.a, s.b, L.A_log, L.dt_bias, s.g, s.beta);         // g, beta [T, nv]
+    trace("gdn.g", l, s.g);
+    trace("gdn.beta", l, s.beta);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+    const Tensor rec = st.recurrent(l);                                 // [nv, dk, dv] fp32
+    const bool recurrent = gdn_mode_ == GdnMode::Recurrent || (gdn_mode_ == GdnMode::Auto && T == 1);
+    if (recurrent)
+        kern::gdn_recurrent(s.q, s.k, s.v, s.g, s.beta, rec, s.core, scale);             // core [T, nv, dv]
+    else
+        kern::gdn_chunked(s.q, s.k, s.v, s.g, s.beta, rec, s.core, scale);
+    trace("gdn.core", l, s.core);
+
+    kern::rms_norm_gated(s.core, s.z, L.gated_norm, eps, s.y);          // y [T, nv, dv]
+    trace("gdn.norm", l, s.y);
+    kern::matmul(s.y.t().reshape({T, nv * dv}), L.out_proj, s.x, /*accumulate=*/true);  // x += y out_proj^T
+}
+
+// Gated full attention (spec section 4): per-head interleaved [query | gate], q/k zero-centred norms,
+// partial NeoX RoPE, causal GQA over the KV cache, output * sigmoid(gate), o_proj.
+void Qwen3NextModel::attention_mixer(int l, SequenceState& st, Scratch& s,
+                                     std::span<const int64_t> positions) const {
+    const LayerViews& L = b_->layers[l];
+    const int64_t T = s.T, nh = config_.num_attention_heads, nkv = config_.num_key_value_heads;
+    const int64_t D = config_.head_dim, n_past = positions[0];
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+
+    kern::matmul(s.h, L.q_proj, s.qg.t().reshape({T, nh * 2 * D}));  // qg [T, nh, 2D]
+    const Tensor query = s.qg.t().slice(2, 0, D);                     // [T, nh, D] (strided)
+    const Tensor gate = s.qg.t().slice(2, D, D);                      // [T, nh, D] (strided)
+    kern::rms_norm(query, L.q_norm, eps, kern::NormKind::ZeroCentered, s.qn);
+    kern::rope_neox(s.qn, positions, config_.rotary_dim(), config_.rope_theta);
+    trace("attn.q", l, s.qn);
+
+    const Tensor k_new = st.keys(l).slice(0, n_past, T);              // [T, nkv, D] rows of the cache
+    const Tensor v_new = st.values(l).slice(0, n_past, T);
+    kern::matmul(s.h, L.k_proj, s.kraw);                              // [T, nkv*D]
+    kern::rms_norm(s.kraw.t().reshape({T, nkv, D}), L.k_norm, eps, kern::NormKind::ZeroCentered, k_new);
+    kern::rope_neox(k_new, positions, config_.rotary_dim(), config_.rope_theta);
+    kern::matmul(s.h, L.v_proj, v_new.reshape({T, nkv * D}));
+    trace("attn.k", l, k_new);
+    trace("attn.v", l, v_new);
+
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    kern::attention(s.qn, st.keys(l), st.values(l), n_past, scale, gate, s.attn);   // [T, nh, D]
+    trace("attn.out", l, s.attn);
+    kern::matmul(s.attn.t().reshape({T, nh * D}), L.o_proj, s.x, /*accumulate=*/true);  // x += o_proj
+}
+
+// Sparse MoE (spec section 5): softmax router, top-k (renormalised when norm_topk_prob), routed
+// SwiGLU experts + sigmoid-gated shared expert. Dense SwiGLU for mlp_only / non-sparse layers.
+void Qwen3NextModel::ffn(int l, Scratch& s) const {
+    const LayerViews& L = b_->layers[l];
+    if (!L.moe) {
+        kern::ffn_swiglu(s.h, L.dense, s.x, /*accumulate=*/true);
+        return;
+    }
+    kern::MoeBlockWeights w;
+    w.router = L.router;
+    w.experts = L.experts;
+    w.shared = L.shared;
+    w.shared_gate = L.shared_gate;
+    w.top_k = config_.num_experts_per_tok;
+    w.norm_topk_prob = config_.norm_topk_prob;
+    kern::moe_block(s.h, w, s.ffn_out);                               // [T, H]
+    trace("moe.out", l, s.ffn_out);
+    kern::add(s.x, s.ffn_out, s.x);                                   // x += moe(h)
+}
+
+}  // namespace qnext

@@ -1,0 +1,241 @@
+// Process: spawn the sandbox with Boost.Process (the exec-setup hook runs child.cpp), then follow
+// its status pipe on the io_context.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/io.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "sandbox/plan.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/userns.h"
+
+namespace qnext::sandbox {
+namespace bp = boost::process;
+namespace asio = boost::asio;
+using detail::Fd;
+using detail::StatusMsg;
+
+namespace {
+
+void ignore_sigpipe_once() {
+    static std::once_flag once;
+    std::call_once(once, [] { ::signal(SIGPIPE, SIG_IGN); });
+}
+
+// Boost.Process initializer: after fork (stdio already redirected), hand over to the sandbox code.
+struct SandboxHook : bp::extend::handler {
+    detail::Plan* plan;
+    explicit SandboxHook(detail::Plan* p) : plan(p) {}
+    template <class Executor>
+    void on_exec_setup(Executor&) const {
+        detail::child_main(*plan);
+    }
+};
+
+ExitStatus exit_status_from(const std::optional<int>& command_status, const std::optional<StatusMsg>& done) {
+    ExitStatus e;
+    std::optional<int> st = command_status;
+    if (!st && done) st = done->status;
+    if (!st) {
+        e.signal = SIGKILL;   // the monitor itself was killed
+    } else if (WIFEXITED(*st)) {
+        e.exit_code = WEXITSTATUS(*st);
+    } else if (WIFSIGNALED(*st)) {
+        e.signal = WTERMSIG(*st);
+    }
+    if (done) e.cpu_ms = double(done->cpu_us) / 1000.0;
+    return e;
+}
+
+}  // namespace
+
+struct Process::Impl {
+    explicit Impl(asio::io_context& io) : io(io), in(io), out(io), err(io), status(io) {}
+    ~Impl() {
+        if (!finished) {
+            control.reset();   // the monitor sees EOF and kills the sandbox
+            std::error_code ec;
+            if (child.valid()) child.wait(ec);
+        }
+    }
+
+    asio::io_context& io;
+    bp::async_pipe in, out, err;
+    bp::child child;
+    asio::posix::stream_descriptor status;
+    Fd control;
+    StatusMsg buf;
+    size_t have = 0;
+    std::optional<int> command_status;
+    std::optional<StatusMsg> done;
+    bool finished = false;
+    ExitStatus exit;
+    std::vector<std::function<void(const ExitStatus&)>> waiters;
+
+    void handle(const StatusMsg& m) {
+        if (m.kind == StatusMsg::CommandExited) command_status = m.status;
+        else if (m.kind == StatusMsg::SandboxDone) done = m;
+    }
+
+    void on_eof() {
+        status.close();
+        std::error_code ec;
+        if (child.valid()) child.wait(ec);
+        control.reset();
+        exit = exit_status_from(command_status, done);
+        finished = true;
+        auto ws = std::move(waiters);
+        for (auto& w : ws) w(exit);
+    }
+
+    void send(char c) {
+        if (finished || control.get() < 0) return;
+        ssize_t n = ::write(control.get(), &c, 1);
+        (void)n;   // EPIPE: the monitor is already gone
+    }
+};
+
+namespace {
+
+void read_status(const std::shared_ptr<Process>& self) {
+    auto& I = self->impl();
+    std::weak_ptr<Process> weak = self;
+    I.status.async_read_some(
+        asio::buffer(reinterpret_cast<char*>(&I.buf) + I.have, sizeof(StatusMsg) - I.have),
+        [weak](const boost::system::error_code& ec, size_t n) {
+            auto s = weak.lock();
+            if (!s) return;
+            auto& J = s->impl();
+            if (ec) {
+                if (!J.finished) J.on_eof();
+                return;
+            }
+            J.have += n;
+            if (J.have == sizeof(StatusMsg)) {
+                J.handle(J.buf);
+                J.have = 0;
+            }
+            read_status(s);
+        });
+}
+
+std::string describe_setup_failure(const detail::Plan& plan, const StatusMsg& m) {
+    std::string what = m.step >= 0 && size_t(m.step) < plan.steps.size() ? plan.steps[size_t(m.step)].what
+                                                                         : detail::stage_name(m.step);
+    return "sandbox: cannot set up isolation: " + what + ": " + std::strerror(m.err) +
+           " (refusing to run the command; use --sandbox none to run it without isolation)";
+}
+
+}  // namespace
+
+Process::Process(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Process::~Process() = default;
+
+boost::process::async_pipe& Process::stdin_pipe() { return impl_->in; }
+boost::process::async_pipe& Process::stdout_pipe() { return impl_->out; }
+boost::process::async_pipe& Process::stderr_pipe() { return impl_->err; }
+void Process::terminate() { impl_->send('T'); }
+void Process::kill() { impl_->send('K'); }
+bool Process::running() const { return !impl_->finished; }
+
+void Process::async_wait(std::function<void(const ExitStatus&)> handler) {
+    if (impl_->finished) {
+        asio::post(impl_->io, [h = std::move(handler), e = impl_->exit] { h(e); });
+        return;
+    }
+    impl_->waiters.push_back(std::move(handler));
+}
+
+std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& policy, const SpawnRequest& req) {
+    ignore_sigpipe_once();
+    const Limits lim = req.limits.value_or(policy.limits);
+    detail::Plan plan = detail::make_plan(policy, req, lim);
+    const bool iso = policy.mode == Mode::Isolated;
+    if (!iso)
+        std::fprintf(stderr, "qnext: warning: running '%s' WITHOUT sandbox isolation (sandbox mode \"none\")\n",
+                     req.argv[0].c_str());
+
+    Fd userns, ws_tree;
+    if (iso) {
+        const bool root = geteuid() == 0;
+        userns = detail::make_userns(policy.uid, root ? policy.root_host_uid : geteuid(), policy.gid,
+                                     root ? policy.root_host_gid : getegid());
+        plan.userns_fd = userns.get();
+        if (root) {
+            ws_tree = detail::idmapped_workspace(std::filesystem::canonical(req.workspace), policy.root_host_uid,
+                                                 policy.root_host_gid);
+            for (auto& s : plan.steps)
+                if (s.kind == detail::FsStep::MoveMount) s.fd = ws_tree.get();
+        }
+    }
+    int sp[2], cp[2];
+    if (pipe2(sp, O_CLOEXEC) < 0) throw SandboxError(std::string("sandbox: pipe: ") + std::strerror(errno));
+    Fd status_r(sp[0]), status_w(sp[1]);
+    if (pipe2(cp, O_CLOEXEC) < 0) throw SandboxError(std::string("sandbox: pipe: ") + std::strerror(errno));
+    Fd control_r(cp[0]), control_w(cp[1]);
+    plan.status_fd = status_w.get();
+    plan.control_fd = control_r.get();
+
+    auto impl = std::make_unique<Impl>(io);
+    try {
+        // Returns once the command has been exec'd or a sandbox stage has failed: every process
+        // holds Boost's close-on-exec error pipe until then (see child.cpp).
+        impl->child = bp::child(bp::exe = plan.exec_candidates[0], bp::std_in<impl->in, bp::std_out> impl->out,
+                                bp::std_err > impl->err, SandboxHook(&plan));
+    } catch (const bp::process_error& e) {
+        throw SandboxError(std::string("sandbox: cannot start the sandbox process: ") + e.what());
+    }
+    status_w.reset();
+    control_r.reset();
+    userns.reset();
+    ws_tree.reset();
+    fcntl(control_w.get(), F_SETFL, O_NONBLOCK);
+
+    // Setup and exec failures have already been written to the status pipe.
+    fcntl(status_r.get(), F_SETFL, O_NONBLOCK);
+    std::optional<StatusMsg> failure;
+    for (;;) {
+        StatusMsg m;
+        ssize_t n = ::read(status_r.get(), &m, sizeof m);
+        if (n < 0 && errno == EINTR) continue;
+        if (n != ssize_t(sizeof m)) break;   // EAGAIN (still running) or EOF
+        if (m.kind == StatusMsg::SetupFailed || m.kind == StatusMsg::ExecFailed) {
+            if (!failure) failure = m;
+        } else {
+            impl->handle(m);
+        }
+    }
+    if (failure) {
+        control_w.reset();   // make sure nothing is left; then reap the monitor
+        std::error_code ec;
+        impl->child.wait(ec);
+        impl->finished = true;
+        if (failure->kind == StatusMsg::ExecFailed)
+            throw ExecError("sandbox: cannot execute '" + req.argv[0] + "': " + std::strerror(failure->err) +
+                                (req.argv[0].find('/') == std::string::npos ? " (searched PATH inside the sandbox)"
+                                                                            : ""),
+                            failure->err);
+        throw SandboxError(describe_setup_failure(plan, *failure));
+    }
+    fcntl(status_r.get(), F_SETFL, 0);
+    impl->status.assign(status_r.release());
+    impl->control = std::move(control_w);
+    auto proc = std::make_shared<Process>(std::move(impl));
+    read_status(proc);
+    return proc;
+}
+
+std::string isolation_unavailable_reason() { return detail::probe_isolation(); }
+
+}  // namespace qnext::sandbox

@@ -1,1 +1,0 @@
-// Sandbox (owned by the sandbox work).

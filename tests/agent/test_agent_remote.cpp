@@ -1,0 +1,250 @@
+// The agent loop driven by the remote (OpenAI-compatible) backend against a scripted server on loopback, with
+// the real tool registry and sandbox: parallel calls, timeouts, crashes, truncation, HTTP errors, cancellation.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "agent/agent_loop.h"
+#include "agent/openai_backend.h"
+#include "agent/registry_executor.h"
+#include "tests/agent/stub_openai_server.h"
+#include "tools/registry.h"
+
+namespace qnext::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using test::StubOpenAIServer;
+using test::StubReply;
+using Clock = std::chrono::steady_clock;
+
+TEST(SseDecoder, SplitsEventsAcrossArbitraryChunks) {
+    std::string stream = "data: {\"a\":1}\n\n: comment\ndata: line1\ndata: line2\r\n\r\ndata: [DONE]\n\n";
+    for (size_t cut = 1; cut < stream.size(); ++cut) {
+        SseDecoder d;
+        std::vector<std::string> got;
+        auto f = [&](const std::string& s) { got.push_back(s); };
+        d.feed(std::string_view(stream).substr(0, cut), f);
+        d.feed(std::string_view(stream).substr(cut), f);
+        ASSERT_EQ(got, (std::vector<std::string>{"{\"a\":1}", "line1\nline2", "[DONE]"})) << "cut at " << cut;
+    }
+}
+
+TEST(HttpUrl, ParsesAndRejects) {
+    auto u = parse_http_url("http://127.0.0.1:8000/v1/");
+    EXPECT_EQ(u.host, "127.0.0.1");
+    EXPECT_EQ(u.port, "8000");
+    EXPECT_EQ(u.path_prefix, "/v1");
+    EXPECT_EQ(parse_http_url("http://example").port, "80");
+    EXPECT_THROW(parse_http_url("https://x/v1"), std::runtime_error);
+    EXPECT_THROW(parse_http_url("ftp://x"), std::runtime_error);
+    EXPECT_THROW(parse_http_url("http://x:80a/"), std::runtime_error);
+}
+
+class RemoteLoop : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/qnext-agent-test-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        fs::create_directories(dir_ / "ws");
+        std::ofstream(dir_ / "tools.json") << R"({"tools": [
+          {"name": "nap", "description": "sleep one second", "parameters": {"type": "object", "properties": {}},
+           "argv": ["/bin/sleep", "1"]},
+          {"name": "hang", "description": "never returns", "parameters": {"type": "object", "properties": {}},
+           "argv": ["/bin/sleep", "30"]},
+          {"name": "crash", "description": "dies of SIGSEGV", "parameters": {"type": "object", "properties": {}},
+           "argv": ["/bin/sh", "-c", "kill -SEGV $$"]},
+          {"name": "say", "description": "echo a word", "parameters": {"type": "object",
+             "properties": {"word": {"type": "string"}}, "required": ["word"]}, "argv": ["/bin/echo", "{word}"]}
+        ]})";
+        tools::RegistryOptions ro;
+        ro.workspace = dir_ / "ws";
+        registry_ = std::make_unique<tools::ToolRegistry>(ro);
+        registry_->load_user_tools(dir_ / "tools.json");
+    }
+    void TearDown() override {
+        registry_.reset();
+        fs::remove_all(dir_);
+    }
+
+    // Runs one user turn to completion.
+    TurnOutcome run_turn(AgentLoop& loop, const std::string& msg, std::vector<LoopEvent::Kind>* kinds = nullptr,
+                         std::function<void(const LoopEvent&)> extra = {}) {
+        TurnOutcome out;
+        bool done = false;
+        loop.async_user_turn(
+            msg,
+            [&](const LoopEvent& ev) {
+                if (kinds) kinds->push_back(ev.kind);
+                if (extra) extra(ev);
+            },
+            [&](TurnOutcome o) {
+                out = std::move(o);
+                done = true;
+            });
+        io_.restart();
+        while (!done && io_.run_one() > 0) {
+        }
+        return out;
+    }
+
+    boost::asio::io_context io_;
+    fs::path dir_;
+    std::unique_ptr<tools::ToolRegistry> registry_;
+};
+
+// Step 1: the server asks for the given calls; step 2: it answers with the tool results it received.
+StubOpenAIServer::Script calls_then_answer(std::vector<std::pair<std::string, std::string>> calls) {
+    return [calls](const nlohmann::ordered_json& req) {
+        StubReply r;
+        const auto& msgs = req["messages"];
+        if (msgs.back()["role"] == "tool") {
+            std::string seen;
+            for (const auto& m : msgs)
+                if (m["role"] == "tool") seen += "[" + m["content"].get<std::string>() + "]";
+            r.events = {StubOpenAIServer::text("results: " + seen), StubOpenAIServer::finish("stop")};
+            return r;
+        }
+        for (size_t i = 0; i < calls.size(); ++i) {
+            r.events.push_back(StubOpenAIServer::call_start(int(i), "c" + std::to_string(i), calls[i].first));
+            r.events.push_back(StubOpenAIServer::call_args(int(i), calls[i].second));
+        }
+        r.events.push_back(StubOpenAIServer::finish("tool_calls"));
+        return r;
+    };
+}
+
+TEST_F(RemoteLoop, ParallelCallsRunConcurrently) {
+    StubOpenAIServer server(calls_then_answer({{"nap", "{}"}, {"nap", "{}"}, {"say", R"({"word": "hi; rm -rf /"})"}}));
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, LoopOptions{});
+    auto t0 = Clock::now();
+    TurnOutcome out = run_turn(*loop, "nap twice");
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    ASSERT_EQ(out.stop, StopReason::FinalAnswer) << out.error;
+    EXPECT_EQ(out.steps, 2);
+    EXPECT_LT(secs, 1.8) << "two 1 s naps must overlap";
+    EXPECT_GE(secs, 0.95);
+    EXPECT_EQ(out.final_answer, "results: [(no output)][(no output)][hi; rm -rf /]");
+    // History: user, assistant with 3 calls, 3 tool messages in call order, final assistant.
+    const ojson& m = loop->messages();
+    ASSERT_EQ(m.size(), 6u);
+    EXPECT_EQ(m[1]["tool_calls"].size(), 3u);
+    EXPECT_EQ(m[1]["tool_calls"][2]["function"]["arguments"]["word"], "hi; rm -rf /");
+    EXPECT_EQ(m[4]["tool_call_id"], "c2");
+    // The request carried the tools and the parallel flag.
+    auto reqs = server.requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(reqs[0]["tools"].size(), 4u);
+    EXPECT_EQ(reqs[0]["stream"], true);
+}
+
+TEST_F(RemoteLoop, HangingToolTimesOutAndCrashingToolReportsError) {
+    StubOpenAIServer server(calls_then_answer({{"hang", "{}"}, {"crash", "{}"}}));
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    LoopOptions opts;
+    opts.limits.tool_timeout = std::chrono::milliseconds(500);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, opts);
+    std::vector<ToolOutcome> outcomes;
+    auto t0 = Clock::now();
+    TurnOutcome out = run_turn(*loop, "go", nullptr, [&](const LoopEvent& ev) {
+        if (ev.kind == LoopEvent::Kind::ToolResult) outcomes.push_back(*ev.outcome);
+    });
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    ASSERT_EQ(out.stop, StopReason::FinalAnswer) << out.error;
+    ASSERT_EQ(outcomes.size(), 2u);
+    EXPECT_TRUE(outcomes[0].is_error && outcomes[1].is_error);
+    EXPECT_LT(secs, 5.0);
+    // Both errors reach the model as text.
+    EXPECT_NE(loop->messages()[2]["content"].get<std::string>().find("time"), std::string::npos)
+        << loop->messages()[2]["content"];
+    EXPECT_FALSE(loop->messages()[3]["content"].get<std::string>().empty());
+}
+
+TEST_F(RemoteLoop, TruncatedCallIsNeverExecuted) {
+    StubOpenAIServer server([](const nlohmann::ordered_json&) {
+        StubReply r;
+        r.events = {StubOpenAIServer::call_start(0, "c0", "say"), StubOpenAIServer::call_args(0, "{\"word\": \"unfin"),
+                    StubOpenAIServer::finish("length")};
+        return r;
+    });
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, LoopOptions{});
+    std::vector<LoopEvent::Kind> kinds;
+    TurnOutcome out = run_turn(*loop, "go", &kinds);
+    EXPECT_EQ(out.stop, StopReason::Length);
+    EXPECT_TRUE(out.tools_called.empty());
+    EXPECT_EQ(std::count(kinds.begin(), kinds.end(), LoopEvent::Kind::ToolCallStarted), 0);
+}
+
+TEST_F(RemoteLoop, MaxStepsStopsAForcedLoop) {
+    StubOpenAIServer server([](const nlohmann::ordered_json&) {
+        StubReply r;
+        r.events = {StubOpenAIServer::call_start(0, "c", "say"), StubOpenAIServer::call_args(0, R"({"word": "again"})"),
+                    StubOpenAIServer::finish("tool_calls")};
+        return r;
+    });
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    LoopOptions opts;
+    opts.limits.max_steps = 3;
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, opts);
+    TurnOutcome out = run_turn(*loop, "go");
+    EXPECT_EQ(out.stop, StopReason::MaxSteps);
+    EXPECT_EQ(out.steps, 3);
+    EXPECT_EQ(out.tools_called.size(), 3u);
+}
+
+TEST_F(RemoteLoop, HttpErrorIsReportedWithTheServersMessage) {
+    StubOpenAIServer server([](const nlohmann::ordered_json&) {
+        StubReply r;
+        r.status = 500;
+        r.error_body = R"({"error": "model overloaded"})";
+        return r;
+    });
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, LoopOptions{});
+    TurnOutcome out = run_turn(*loop, "go");
+    EXPECT_EQ(out.stop, StopReason::Error);
+    EXPECT_NE(out.error.find("HTTP 500"), std::string::npos) << out.error;
+    EXPECT_NE(out.error.find("model overloaded"), std::string::npos) << out.error;
+}
+
+TEST_F(RemoteLoop, CancellationStopsTheTurnAndTheSessionStaysUsable) {
+    std::atomic<int> n{0};
+    StubOpenAIServer server([&](const nlohmann::ordered_json&) {
+        StubReply r;
+        if (n++ == 0) {
+            for (int i = 0; i < 50; ++i) r.events.push_back(StubOpenAIServer::text("tick "));
+            r.delay = std::chrono::milliseconds(40);
+        } else {
+            r.events = {StubOpenAIServer::text("fine"), StubOpenAIServer::finish("stop")};
+        }
+        return r;
+    });
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, LoopOptions{});
+    int texts = 0;
+    TurnOutcome out = run_turn(*loop, "talk", nullptr, [&](const LoopEvent& ev) {
+        if (ev.kind == LoopEvent::Kind::Generation && ++texts == 3) loop->cancel();
+    });
+    EXPECT_EQ(out.stop, StopReason::Cancelled);
+    EXPECT_LT(texts, 10);
+    TurnOutcome next = run_turn(*loop, "again");
+    EXPECT_EQ(next.stop, StopReason::FinalAnswer) << next.error;
+    EXPECT_EQ(next.final_answer, "fine");
+}
+
+}  // namespace
+}  // namespace qnext::agent

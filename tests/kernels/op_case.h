@@ -1,0 +1,117 @@
+// tests/kernels/op_case.h: the test-backend-ops style harness used by test_ops.cpp. An OpCase builds
+// its inputs from a printed seed, runs the op through the public kernels/ops.h API under one backend
+// and returns named outputs; the harness runs it under the reference and the fast CPU backend and
+// compares output by output: NaN, then Inf, then NMSE = sum((a-b)^2)/sum(b^2) against the case's
+// threshold (also reporting the max abs error and its index).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/ops.h"
+
+namespace qnext::kern::test {
+
+using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
+
+struct OpCase {
+    std::string op;    // e.g. "matmul"
+    std::string vars;  // e.g. "T=5,K=130,N=7,w=bf16"
+    uint64_t seed = 0;
+    double max_nmse = 1e-10;
+    std::function<Outputs(uint64_t seed)> run;  // runs under the current backend
+};
+
+// Deterministic generators for realistic input ranges.
+struct Rng {
+    std::mt19937_64 gen;
+    explicit Rng(uint64_t seed) : gen(seed) {}
+    float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen); }
+    float normal(float sd = 1.0f) { return std::normal_distribution<float>(0.0f, sd)(gen); }
+    std::vector<float> normals(size_t n, float sd = 1.0f) {
+        std::vector<float> v(n);
+        for (float& x : v) x = normal(sd);
+        return v;
+    }
+    std::vector<float> uniforms(size_t n, float lo, float hi) {
+        std::vector<float> v(n);
+        for (float& x : v) x = uniform(lo, hi);
+        return v;
+    }
+};
+
+// Storage of a given dtype filled from f32 values (bf16/f16 rounded), viewed as a contiguous tensor.
+struct Stored {
+    DType dtype = DType::F32;
+    std::vector<float> f;
+    std::vector<uint16_t> h;
+    Stored(DType dt, const std::vector<float>& vals) : dtype(dt) {
+        if (dt == DType::F32) {
+            f = vals;
+        } else {
+            h.resize(vals.size());
+            for (size_t i = 0; i < vals.size(); ++i) h[i] = dt == DType::BF16 ? f32_to_bf16(vals[i]) : f32_to_f16(vals[i]);
+        }
+    }
+    const void* data() const { return dtype == DType::F32 ? static_cast<const void*>(f.data()) : h.data(); }
+    Tensor view(std::initializer_list<int64_t> shape) const { return Tensor::view(data(), dtype, shape); }
+};
+
+struct Compare {
+    bool ok = true;
+    std::string msg;
+};
+
+inline Compare compare(const std::string& name, const std::vector<float>& got, const std::vector<float>& want,
+                       double max_nmse) {
+    Compare c;
+    std::ostringstream os;
+    if (got.size() != want.size()) {
+        os << name << ": size " << got.size() << " vs " << want.size();
+        return {false, os.str()};
+    }
+    double num = 0, den = 0, max_err = 0;
+    size_t max_i = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (std::isnan(got[i]) != std::isnan(want[i])) {
+            os << name << ": NaN mismatch at " << i << " (got " << got[i] << ", want " << want[i] << ")";
+            return {false, os.str()};
+        }
+        if (std::isinf(got[i]) || std::isinf(want[i])) {
+            os << name << ": Inf at " << i << " (got " << got[i] << ", want " << want[i] << ")";
+            return {false, os.str()};
+        }
+        const double d = double(got[i]) - want[i];
+        num += d * d;
+        den += double(want[i]) * want[i];
+        if (std::fabs(d) > max_err) {
+            max_err = std::fabs(d);
+            max_i = i;
+        }
+    }
+    const double nmse = den > 0 ? num / den : num;
+    os << name << ": nmse " << nmse << " (max " << max_nmse << "), max abs err " << max_err << " at " << max_i;
+    c.msg = os.str();
+    c.ok = nmse <= max_nmse;
+    return c;
+}
+
+// Runs `fn` with the given backend active, restoring the previous one afterwards.
+template <class F>
+auto with_backend(Backend b, F&& fn) {
+    const Backend prev = backend();
+    set_backend(b);
+    struct Restore {
+        Backend p;
+        ~Restore() { set_backend(p); }
+    } restore{prev};
+    return fn();
+}
+
+}  // namespace qnext::kern::test

@@ -1,0 +1,79 @@
+// The `qnext info` / `qnext make-checkpoint` commands, run as a user would.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "tests/loading/util.h"
+
+namespace qnext {
+namespace {
+
+struct Result {
+    int code = -1;
+    std::string out;   // stdout + stderr
+};
+
+Result run(const std::string& args) {
+    std::string cmd = std::string(QNEXT_BIN) + " " + args + " 2>&1";
+    Result r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int status = ::pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+TEST(Cli, InfoOnTheReal80BConfig) {
+    Result r = run("info --config " + (test::data_dir() / "qwen3-next-80b-a3b-instruct.config.json").string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("79,674,391,296"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("12 x (3 x linear_attention, 1 x full_attention)"), std::string::npos) << r.out;
+    Result j = run("info --json --mtp 1 --config " + (test::data_dir() / "qwen3-next-80b-a3b-instruct.config.json").string());
+    ASSERT_EQ(j.code, 0) << j.out;
+    nlohmann::json info = nlohmann::json::parse(j.out);
+    EXPECT_EQ(info["total_params"].get<int64_t>(), 79'674'391'296);
+    EXPECT_EQ(info["total_params_with_mtp"].get<int64_t>(), 81'324'862'720);
+    EXPECT_EQ(info["kv_bytes_per_token"].get<int64_t>(), 24'576);
+}
+
+TEST(Cli, MakeCheckpointThenInfoModel) {
+    test::ScratchDir d("cli");
+    Result w = run("make-checkpoint --config " + test::tiny_config_path().string() + " --seed 3 --dtype f32 --shards 2 --mtp 1 --out " +
+                   (d / "m").string());
+    ASSERT_EQ(w.code, 0) << w.out;
+    EXPECT_EQ(w.out.find('\r'), std::string::npos) << "progress bar drawn on a non-TTY";
+    EXPECT_TRUE(std::filesystem::exists(d / "m/model-00002-of-00002.safetensors"));
+    Result i = run("info --json --model " + (d / "m").string());
+    ASSERT_EQ(i.code, 0) << i.out;
+    nlohmann::json info = nlohmann::json::parse(i.out);
+    EXPECT_EQ(info["mtp_layers"].get<int64_t>(), 1);   // found from the mtp.* tensors
+    EXPECT_GT(info["mtp_params"].get<int64_t>(), 0);
+}
+
+TEST(Cli, ErrorsAreOneLineWithExitCode1) {
+    test::ScratchDir d("clierr");
+    nlohmann::json j = test::read_json(test::tiny_config_path());
+    j["num_key_value_heads"] = 3;
+    test::write_json(d / "bad.json", j);
+    Result r = run("info --config " + (d / "bad.json").string());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.out.rfind("qnext: error: ", 0), 0u) << r.out;
+    EXPECT_NE(r.out.find("num_attention_heads"), std::string::npos) << r.out;
+    Result m = run("make-checkpoint --config " + test::tiny_config_path().string() + " --dtype f16 --out " +
+                   (d / "x").string());
+    EXPECT_NE(m.code, 0);
+    Result none = run("info");
+    EXPECT_NE(none.code, 0);
+    Result missing = run("info --model " + d.path.string());
+    EXPECT_EQ(missing.code, 1);
+    EXPECT_NE(missing.out.find("config.json"), std::string::npos) << missing.out;
+}
+
+}  // namespace
+}  // namespace qnext

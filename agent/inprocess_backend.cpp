@@ -152,19 +152,19 @@ private:
                     post({GK::Text, ev.text, 0});
                     break;
                 case PK::CallStart:
-                    names_[ev.index] = ev.text;
-                    post({GK::ToolCallStart, ev.text, ev.index});
+                    names_[ev.index] = ev.name;
+                    post({GK::ToolCallStart, ev.name, ev.index});
                     break;
                 case PK::ArgumentsDelta: post({GK::ToolCallArguments, ev.text, ev.index}); break;
                 case PK::CallEnd:
                 case PK::CallInvalid: {
                     ToolCall c;
                     c.id = "call_" + std::to_string(first_call_id_ + static_cast<int>(result_.tool_calls.size()));
-                    c.name = names_.count(ev.index) ? names_[ev.index] : std::string();
+                    c.name = !ev.name.empty() ? ev.name : names_[ev.index];
                     c.arguments_text = ev.text;
                     c.arguments = ev.kind == PK::CallEnd ? ev.arguments : ojson(ojson::value_t::discarded);
+                    post({GK::ToolCallDone, c.name, ev.index});
                     result_.tool_calls.push_back(std::move(c));
-                    post({GK::ToolCallDone, names_[ev.index], ev.index});
                     break;
                 }
                 case PK::CallTruncated: break;  // never executed; finish reason says length
@@ -220,6 +220,26 @@ std::string InProcessBackend::render(const GenerationRequest& req, bool add_gene
     return render_chat(options_.template_kind, r);
 }
 
+constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) {
+    const bool free = req.tools.empty() || req.tool_choice == "none";
+    std::string key = free ? std::string("free") : req.tools.dump() + '\n' + req.tool_choice;
+    key += req.parallel_tool_calls ? "|p" : "|1";
+    key += req.thinking ? "|t" : "|i";
+    auto it = grammars_.find(key);
+    if (it != grammars_.end()) return it->second;
+    constrain::Grammar g = [&] {
+        if (free) return constrain::Grammar::free_text(vocab_, req.thinking);
+        constrain::ToolCallOptions to;
+        to.choice = req.tool_choice;
+        to.parallel_tool_calls = req.parallel_tool_calls;
+        to.thinking = req.thinking;
+        return constrain::Grammar::from_tools(nlohmann::json::parse(req.tools.dump()), to, vocab_);
+    }();
+    if (grammars_.size() >= 16) grammars_.clear();
+    grammars_.emplace(key, g);
+    return g;
+}
+
 size_t InProcessBackend::num_checkpoints() const { return checkpoints_.size(); }
 
 void InProcessBackend::forget() {
@@ -244,15 +264,7 @@ void InProcessBackend::async_generate(const GenerationRequest& req, EventHandler
         prompt = tok_.encode(render(req, true));
         history = tok_.encode(render(req, false));
         // 2. The output structure for this request.
-        if (req.tools.empty() || req.tool_choice == "none") {
-            grammar = constrain::Grammar::free_text(vocab_, req.thinking);
-        } else {
-            constrain::ToolCallOptions to;
-            to.choice = req.tool_choice;
-            to.parallel_tool_calls = req.parallel_tool_calls;
-            to.thinking = req.thinking;
-            grammar = constrain::Grammar::from_tools(nlohmann::json::parse(req.tools.dump()), to, vocab_);
-        }
+        grammar = grammar_for(req);
     } catch (const std::exception& e) {
         return fail(e.what());
     }
@@ -308,12 +320,14 @@ void InProcessBackend::async_generate(const GenerationRequest& req, EventHandler
     controller->first_call_id_ = next_call_id_;
     job.controller = controller;
     busy_ = true;
+    work_.emplace(io_.get_executor());
     engine_.submit(std::move(job));
 }
 
 void InProcessBackend::on_generation_done(const std::vector<int32_t>& prompt, const std::vector<int32_t>& fed,
                                           bool consistent, std::vector<Checkpoint> new_checkpoints, int n_calls) {
     busy_ = false;
+    work_.reset();
     next_call_id_ += n_calls;
     tokens_ = prompt;
     tokens_.insert(tokens_.end(), fed.begin(), fed.end());

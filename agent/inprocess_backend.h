@@ -10,15 +10,18 @@
 // history.
 #pragma once
 #include <atomic>
+#include <map>
+#include <optional>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "agent/backend.h"
-#include "agent/constrain/vocabulary.h"
+#include "agent/constrain/grammar.h"
 #include "model/chat_template.h"
 #include "model/engine.h"
 #include "model/tokenizer.h"
@@ -72,12 +75,16 @@ private:
     SeqId seq_ = 0;
     bool reuse_ = true;
     bool busy_ = false;
+    // Keeps the io_context running while the engine thread generates (its results arrive by post()).
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
 
     std::vector<int32_t> tokens_;            // tokens the sequence state holds, in order
     bool consistent_ = true;                 // the state holds exactly tokens_ (false after errors)
     std::vector<Checkpoint> checkpoints_;    // ascending pos, all <= tokens_.size()
     std::shared_ptr<std::atomic<bool>> cancel_flag_;
+    constrain::Grammar grammar_for(const GenerationRequest& req);  // compiled once per tool set / mode
     constrain::VocabularyPtr vocab_;
+    std::map<std::string, constrain::Grammar> grammars_;
     int next_call_id_ = 0;                   // tool-call ids are unique within the session
 };
 

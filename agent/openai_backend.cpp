@@ -2,6 +2,7 @@
 
 #include <array>
 #include <chrono>
+#include <limits>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -84,7 +85,8 @@ struct OpenAIBackend::Call : std::enable_shared_from_this<Call> {
                     self->stream.expires_after(std::chrono::seconds(600));
                     http::async_write(self->stream, self->req, [self](beast::error_code ec3, size_t) {
                         if (ec3) return self->fail("write: " + ec3.message());
-                        self->parser.body_limit(boost::none);
+                        // Not boost::none: Beast 1.74 compares Content-Length against the optional and rejects every body.
+                        self->parser.body_limit(std::numeric_limits<std::uint64_t>::max());
                         http::async_read_header(self->stream, self->buffer, self->parser,
                             [self](beast::error_code ec4, size_t) {
                                 if (ec4) return self->fail("read header: " + ec4.message());
@@ -100,7 +102,8 @@ struct OpenAIBackend::Call : std::enable_shared_from_this<Call> {
         if (parser.is_done()) return complete();
         parser.get().body().data = chunk.data();
         parser.get().body().size = chunk.size();
-        http::async_read(stream, buffer, parser, [self = shared_from_this()](beast::error_code ec, size_t) {
+        // read_some: hand over each piece as it arrives (async_read would wait for a full buffer).
+        http::async_read_some(stream, buffer, parser, [self = shared_from_this()](beast::error_code ec, size_t) {
             if (ec == http::error::need_buffer) ec = {};
             if (ec) return self->fail("read: " + ec.message());
             size_t n = self->chunk.size() - self->parser.get().body().size;

@@ -1,5 +1,6 @@
 #include "agent/registry_executor.h"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
 namespace qnext::agent {
@@ -36,8 +37,12 @@ void RegistryExecutor::async_execute(const ToolCall& call, std::chrono::millisec
     }
     auto id = std::make_shared<tools::CallId>(0);
     auto finished = std::make_shared<bool>(false);
+    // The call runs on the registry's threads: keep the loop's io_context alive until its result is back.
+    auto work = std::make_shared<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+        io_.get_executor());
     *id = registry_.async_call(call.name, call.arguments, timeout, io_.get_executor(),
-                               [this, done, id, finished](tools::ToolResult r) {
+                               [this, done, id, finished, work](tools::ToolResult r) {
+                                   work->reset();
                                    *finished = true;
                                    {
                                        std::lock_guard lk(mu_);

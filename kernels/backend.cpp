@@ -2,7 +2,7 @@
 // detection, OpenMP thread count, CUDA presence. Covered by tests/kernels/test_ops.cpp (Backend.*).
 #include "kernels/backend.h"
 
-#include <omp.h>
+#include "kernels/cpu/thread_pool.h"
 
 #include <atomic>
 #include <cstdio>
@@ -29,6 +29,7 @@ CpuFeatures detect() {
 }
 
 std::atomic<int> g_backend{-1};
+std::atomic<int> g_isa{-1};
 std::once_flag g_init;
 
 void init_once() {
@@ -84,12 +85,35 @@ void set_backend(Backend b) {
 
 const char* backend_name(Backend b) { return b == Backend::Cpu ? "cpu" : "ref"; }
 
-void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("kernels: thread count must be >= 1, got " + std::to_string(n));
-    omp_set_num_threads(n);
+CpuIsa cpu_isa() {
+    int v = g_isa.load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char* env = std::getenv("QNEXT_CPU_ISA");
+        const bool avx2_only = env && std::string(env) == "avx2";
+        v = static_cast<int>(cpu_features().avx512 && !avx2_only ? CpuIsa::Avx512 : CpuIsa::Avx2);
+        int expected = -1;
+        g_isa.compare_exchange_strong(expected, v);
+        v = g_isa.load();
+    }
+    return static_cast<CpuIsa>(v);
 }
 
-int num_threads() { return omp_get_max_threads(); }
+void set_cpu_isa(CpuIsa isa) {
+    if (isa == CpuIsa::Avx512 && !cpu_features().avx512)
+        throw std::runtime_error("kernels: this CPU lacks AVX-512 F/BW/VL");
+    if (isa == CpuIsa::Avx2 && !cpu_features().avx2_fma)
+        throw std::runtime_error("kernels: this CPU lacks AVX2+FMA+F16C");
+    g_isa.store(static_cast<int>(isa));
+}
+
+const char* cpu_isa_name(CpuIsa isa) { return isa == CpuIsa::Avx512 ? "avx512" : "avx2"; }
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("kernels: thread count must be >= 1, got " + std::to_string(n));
+    cpu::set_pool_threads(n);
+}
+
+int num_threads() { return cpu::pool_threads(); }
 
 bool cuda_compiled() {
 #ifdef QNEXT_WITH_CUDA
@@ -119,7 +143,7 @@ std::string cuda_device_name() {
 std::string backend_summary() {
     const Backend b = backend();
     std::string s = std::string("kernels: ") + backend_name(b);
-    if (b == Backend::Cpu) s += " (" + std::string(cpu_features().avx512 ? "avx512" : "avx2") + ")";
+    if (b == Backend::Cpu) s += " (" + std::string(cpu_isa_name(cpu_isa())) + ")";
     s += ", " + std::to_string(num_threads()) + " threads, cuda: ";
     s += cuda_available() ? cuda_device_name() : (cuda_compiled() ? "no device" : "not built");
     return s;

@@ -21,9 +21,17 @@ struct CpuFeatures {
     bool avx512_bf16 = false;
 };
 const CpuFeatures& cpu_features();
+
+// Instruction set of the fast CPU microkernels: the best the CPU has (AVX-512 over AVX2), or forced
+// lower with set_cpu_isa / QNEXT_CPU_ISA=avx2 (tests use this to cover both paths on one machine).
+enum class CpuIsa { Avx2, Avx512 };
+CpuIsa cpu_isa();
+void set_cpu_isa(CpuIsa isa);  // throws std::runtime_error if the CPU lacks it
+const char* cpu_isa_name(CpuIsa isa);
 std::string cpu_features_string();  // e.g. "avx2 fma avx512f avx512bw avx512vl"
 
-// OpenMP threads used by the fast CPU paths (default: OMP_NUM_THREADS or all cores).
+// Worker threads of the fast CPU paths (kernels/cpu/thread_pool.h); default: QNEXT_THREADS, else
+// OMP_NUM_THREADS, else all cores.
 void set_num_threads(int n);
 int num_threads();
 

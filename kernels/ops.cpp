@@ -369,12 +369,30 @@ void moe_block(const Tensor& x, const MoeBlockWeights& w, const Tensor& out) {
     need(w.router.dim(1) == x.dim(1), op, "router " + w.router.str() + " does not match x " + x.str());
     need(static_cast<int64_t>(w.experts.size()) == w.router.dim(0), op,
          "router has " + std::to_string(w.router.dim(0)) + " rows but " + std::to_string(w.experts.size()) + " experts given");
+    need(w.top_k >= 1 && w.top_k <= w.router.dim(0), op,
+         "top_k " + std::to_string(w.top_k) + " must be in [1, " + std::to_string(w.router.dim(0)) + "]");
+    need(!w.experts.empty(), op, "no experts");
+    check_ffn(op, x, w.experts[0], out);
+    for (size_t e = 1; e < w.experts.size(); ++e) {
+        dims(op, "expert gate", w.experts[e].gate, {w.experts[0].gate.dim(0), x.dim(1)});
+        dims(op, "expert up", w.experts[e].up, {w.experts[0].gate.dim(0), x.dim(1)});
+        dims(op, "expert down", w.experts[e].down, {x.dim(1), w.experts[0].gate.dim(0)});
+    }
+    if (!w.shared.gate.empty()) {
+        check_ffn(op, x, w.shared, out);
+        weight(op, "shared_gate", w.shared_gate, 2);
+        dims(op, "shared_gate", w.shared_gate, {1, x.dim(1)});
+    }
+    if (fast()) {
+        cpu::moe_block(x, w, out);
+        return;
+    }
     const int64_t T = x.dim(0), E = w.router.dim(0);
     TensorBuffer logits(DType::F32, {T, E}), ids(DType::I32, {T, w.top_k}), wts(DType::F32, {T, w.top_k});
-    matmul(x, w.router, logits);
-    moe_route(logits, w.top_k, w.norm_topk_prob, ids, wts);
-    moe_experts(x, w.experts, ids, wts, out, false);
-    if (!w.shared.gate.empty()) shared_expert(x, w.shared, w.shared_gate, out, true);
+    ref::matmul(x, w.router, logits, false);
+    ref::moe_route(logits, w.top_k, w.norm_topk_prob, ids, wts);
+    ref::moe_experts(x, w.experts, ids, wts, out, false);
+    if (!w.shared.gate.empty()) ref::shared_expert(x, w.shared, w.shared_gate, out, true);
 }
 
 }  // namespace qnext::kern

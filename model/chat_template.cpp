@@ -91,6 +91,7 @@ public:
         if (!req_.is_object()) fail("the request must be a JSON object");
         const json* m = attr(&req_, "messages");
         if (!m || !m->is_array()) fail("\"messages\" must be an array");
+        if (m->empty()) fail("\"messages\" is empty (HF apply_chat_template rejects an empty conversation)");
         msgs_ = m;
     }
 

@@ -4,6 +4,7 @@
 // Scales: zero-centred norms ~ N(0, 0.05) (applied as 1 + w), GDN gated norm ~ 1 + N(0, 0.05),
 // A_log = log(U[1, 16]) (HF init), dt_bias = softplus^-1(dt), dt = exp(U[ln 1e-3, ln 1e-1]) (Mamba init),
 // conv1d ~ N(0, 1/sqrt(K)), all other matrices ~ N(0, initializer_range) (HF init, 0.02 by default).
+// "N" is an Irwin-Hall approximation (sum of 4 uniforms: exact mean and variance, tails cut at 3.46 sd).
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -287,7 +287,7 @@ Qwen3NextConfig load_config(const std::filesystem::path& config_json) {
     json j;
     try {
         j = json::parse(ss.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw std::runtime_error(config_json.string() + ": invalid JSON: " + e.what());
     }
     return parse_config(j, config_json.string());

@@ -1,6 +1,8 @@
 // Speed baseline for the forward pass (`qnext bench --model DIR | --config FILE`): prefill tok/s,
 // decode tok/s at given contexts, and the decode weight-read bandwidth next to this machine's read
-// bandwidth measured in the same run (the memory roofline for batch-1 decode).
+// bandwidth measured in the same run (the memory roofline for batch-1 decode). On a shared, noisy
+// machine the probe is repeated right before and after each decode measurement and the ratio uses
+// the mean of those two, so both sides of the ratio see the same background load.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -16,7 +18,7 @@ struct ForwardBenchOptions {
     std::vector<int64_t> decode_contexts{128, 4096};
     int decode_steps = 16;            // timed decode steps per context (after 2 warm-up steps)
     int repeats = 3;                  // best of N for prefill and bandwidth
-    uint64_t bandwidth_bytes = 1ull << 30;  // buffer streamed by the read-bandwidth probe
+    uint64_t bandwidth_bytes = 512ull << 20;  // buffer streamed by the read-bandwidth probe
     uint64_t seed = 1;
 };
 
@@ -26,12 +28,13 @@ struct DecodeResult {
     double ms_per_token = 0;
     double tokens_per_s = 0;
     double weight_gb_per_s = 0;       // active weight bytes per token / time per token
-    double roofline_fraction = 0;     // weight_gb_per_s / read bandwidth
+    double read_bandwidth_gb_s = 0;   // measured right before and after this decode run (mean)
+    double roofline_fraction = 0;     // weight_gb_per_s / read_bandwidth_gb_s
 };
 
 struct ForwardBenchResult {
     int threads = 0;
-    double read_bandwidth_gb_s = 0;   // best of `repeats`
+    double read_bandwidth_gb_s = 0;   // at the start, best of `repeats`
     uint64_t active_bytes_per_token = 0;
     int64_t prefill_tokens = 0;
     double prefill_tokens_per_s = 0;

@@ -98,7 +98,7 @@ SafetensorsHeader parse_safetensors_header(std::string_view header_json, uint64_
     json j;
     try {
         j = json::parse(header_json.begin(), header_json.end());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         fail_file(file, std::string("malformed safetensors header JSON: ") + e.what());
     }
     if (!j.is_object()) fail_file(file, "safetensors header is not a JSON object");
@@ -250,7 +250,7 @@ json read_json_file(const std::filesystem::path& path) {
     ss << in.rdbuf();
     try {
         return json::parse(ss.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         fail_file(path.string(), std::string("invalid JSON: ") + e.what());
     }
 }

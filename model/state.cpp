@@ -32,6 +32,8 @@ void copy_rows(const kern::TensorBuffer& src, const kern::TensorBuffer& dst, int
 
 }  // namespace
 
+uint64_t SequenceState::next_state_id() { return g_next_id.fetch_add(1); }
+
 uint64_t available_memory_bytes() {
     std::ifstream in("/proc/meminfo");
     std::string key;
@@ -72,7 +74,7 @@ SequenceState::SequenceState(const Qwen3NextConfig& c, int64_t max_tokens, std::
                                  mib(est.total()) + " (KV cache " + mib(est.kv_bytes) + ", GDN state " +
                                  mib(est.gdn_bytes) + ", activations " + mib(est.scratch_bytes) + ") but only " +
                                  mib(avail) + " is available");
-    id_ = g_next_id.fetch_add(1);
+    id_ = next_state_id();
     slot_.assign(c.num_hidden_layers, -1);
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         if (c.is_full_attention(l)) {
@@ -156,7 +158,7 @@ void SequenceState::restore(const Snapshot& s) {
 SequenceState SequenceState::clone() const {
     SequenceState c;
     c.config_ = config_;
-    c.id_ = g_next_id.fetch_add(1);
+    c.id_ = next_state_id();
     c.capacity_ = capacity_;
     c.n_tokens_ = n_tokens_;
     c.high_water_ = n_tokens_;  // only the live prefix is copied

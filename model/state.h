@@ -9,6 +9,7 @@
 // snapshot relies on was overwritten in the meantime. clone() is a full, independent copy.
 #pragma once
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <vector>
 
@@ -69,6 +70,19 @@ public:
     const kern::Tensor& conv(int64_t layer) const;
     const kern::Tensor& recurrent(int64_t layer) const;
 
+    // Binary save/load (session files). save() writes a header (magic, version, layer layout and dims)
+    // then n_tokens, the KV rows [0, n_tokens) and the GDN conv/recurrent state. load() replaces the
+    // contents of a state made for the same config (capacity >= saved n_tokens; clear error otherwise);
+    // afterwards it behaves exactly like the saved one (bit-identical next logits). Snapshots taken
+    // before a load() are no longer valid for this state.
+    void save(std::ostream& out) const;
+    void load(std::istream& in);
+    // Snapshots survive a save/load too: load_snapshot() returns a snapshot valid for this state,
+    // provided its KV prefix is part of what was loaded (n_tokens <= the loaded n_tokens) and it was
+    // restorable on the saved state when that was saved.
+    static void save_snapshot(std::ostream& out, const Snapshot& s);
+    Snapshot load_snapshot(std::istream& in) const;
+
     // Benchmarks only: marks positions [n_tokens, n) as consumed without computing them (their KV
     // rows keep whatever they hold, zeros for a fresh state), so decode at a long context can be timed
     // without a long prefill.
@@ -80,6 +94,7 @@ public:
 
 private:
     SequenceState() = default;
+    static uint64_t next_state_id();
     const Qwen3NextConfig* config_ = nullptr;  // owned by the model folder; outlives the state
     uint64_t id_ = 0;          // identity for snapshots (unique per constructed or cloned state)
     int64_t capacity_ = 0;

@@ -58,7 +58,8 @@ struct Tokenizer::Impl {
     void append_decoded(int32_t id, bool skip_special, std::string& out) const;
     // Encodes one added-token-free, already normalized segment.
     void encode_plain(std::string_view text, std::vector<int32_t>& out) const;
-    // Splits `text` by `matcher` and encodes it; `normalize_rest` applies stage 2 (see tokenizer.cpp).
+    // Splits `text` by `matcher` and encodes the pieces; with stage_one the pieces between matches
+    // are NFC-normalized and split again by the normalized=true tokens (see tokenizer.cpp).
     void encode_segments(std::string_view text, const AddedMatcher& matcher, bool allow_special,
                          bool stage_one, std::vector<int32_t>& out) const;
 };

@@ -36,9 +36,10 @@ bool check_normalizer(const json& n, const std::filesystem::path& file) {
     unsupported(file, "normalizer " + n.dump());
 }
 
+// ByteLevel as decoder / post-processor: its options (add_prefix_space, trim_offsets, use_regex)
+// only affect pre-tokenization and offsets, never the ids or the decoded text.
 void check_byte_level(const json& b, const std::filesystem::path& file, const char* where) {
     if (type_of(b) != "ByteLevel") unsupported(file, std::string(where) + " " + b.dump());
-    if (b.value("add_prefix_space", false)) unsupported(file, std::string(where) + " with add_prefix_space");
 }
 
 void check_pre_tokenizer(const json& p, const std::filesystem::path& file) {
@@ -51,6 +52,7 @@ void check_pre_tokenizer(const json& p, const std::filesystem::path& file) {
         unsupported(file, "pre_tokenizer split " + split.dump() + " (only the Qwen2/Qwen3 regex is implemented)");
     const auto& bl = p["pretokenizers"][1];
     check_byte_level(bl, file, "pre_tokenizer");
+    if (bl.value("add_prefix_space", true)) unsupported(file, "ByteLevel pre_tokenizer with add_prefix_space=true");
     if (bl.value("use_regex", true)) unsupported(file, "ByteLevel pre_tokenizer with use_regex=true");
 }
 
@@ -101,11 +103,11 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
 
     auto impl = std::make_shared<Impl>();
     impl->dir = is_dir ? path : path.parent_path();
+    check_model(tj.model, file);
     impl->nfc = check_normalizer(tj.normalizer, file);
     check_pre_tokenizer(tj.pre_tokenizer, file);
     check_byte_level(tj.decoder, file, "decoder");
     if (!tj.post_processor.is_null()) check_byte_level(tj.post_processor, file, "post_processor");
-    check_model(tj.model, file);
     impl->bpe.ignore_merges = tj.model.value("ignore_merges", false);
 
     // ---- ids: vocabulary + added tokens -------------------------------------------------------

@@ -230,7 +230,8 @@ int64_t count_mtp_layers(const TensorStore& store) {
         if (v.name.rfind(prefix, 0) != 0) continue;
         size_t dot = v.name.find('.', prefix.size());
         std::string idx = v.name.substr(prefix.size(), dot - prefix.size());
-        if (!idx.empty() && idx.size() < 6 && std::all_of(idx.begin(), idx.end(), ::isdigit))
+        auto digit = [](unsigned char ch) { return ch >= '0' && ch <= '9'; };
+        if (!idx.empty() && idx.size() < 6 && std::all_of(idx.begin(), idx.end(), digit))
             n = std::max<int64_t>(n, std::stoll(idx) + 1);
     }
     return any ? std::max<int64_t>(n, 1) : 0;

@@ -85,6 +85,14 @@ void set_handler(int sig, void (*fn)(int)) {
     sigaction(sig, &sa, nullptr);
 }
 
+// Zero this copy of qnext's argv and environment strings (see Plan::args_begin).
+void wipe_qnext_args(const Plan& plan) {
+    if (plan.args_end > plan.args_begin)
+        std::memset(reinterpret_cast<void*>(plan.args_begin), 0, plan.args_end - plan.args_begin);
+    if (plan.env_end > plan.env_begin)
+        std::memset(reinterpret_cast<void*>(plan.env_begin), 0, plan.env_end - plan.env_begin);
+}
+
 // ---- filesystem view (C2, isolated) -----------------------------------------------------------
 
 int setattr(const char* path, std::uint64_t set, bool recursive) {
@@ -227,7 +235,11 @@ void build_root(const Plan& plan) {
 
 // ---- C2: init ------------------------------------------------------------------------------------
 
-void forward_term_ns(int) { kill(-1, SIGTERM); }   // pid 1: every other process of the namespace
+// pid 1: SIGTERM from the parent (outside the namespace: si_pid reads 0) goes to every other
+// process of the namespace; the same signal sent from inside the sandbox is ignored.
+void forward_term_ns(int, siginfo_t* info, void*) {
+    if (info && info->si_pid == 0) kill(-1, SIGTERM);
+}
 
 // Mode::None: kill the command's group and every child re-parented to us (we are a subreaper).
 void kill_tree(int sig) {
@@ -262,7 +274,11 @@ void kill_tree_handler(int) { kill_tree(SIGKILL); }
     close(plan.control_fd);
     if (iso) {
         build_root(plan);
-        set_handler(SIGTERM, forward_term_ns);
+        struct sigaction sa;
+        std::memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = forward_term_ns;
+        sa.sa_flags = SA_RESTART | SA_SIGINFO;
+        sigaction(SIGTERM, &sa, nullptr);
     } else {
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) fail(plan, StForkCmd, errno);
         set_handler(SIGTERM, forward_term_tree);
@@ -303,6 +319,11 @@ void kill_tree_handler(int) { kill_tree(SIGKILL); }
 void child_main(Plan& plan) {
     const bool iso = plan.mode == Mode::Isolated;
     reset_signals();
+    // Monitor and init are copies of qnext's memory (environment included): not dumpable, so the
+    // sandboxed command cannot read them through /proc/<pid>/{environ,mem,...} or ptrace.
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail(plan, StPdeath, errno);
+    wipe_qnext_args(plan);
+    prctl(PR_SET_NAME, "qnext-sandbox", 0, 0, 0);
     if (iso) {
         if (plan.drop_groups && setgroups(0, nullptr) < 0) fail(plan, StSetgroups, errno);
         if (setns(plan.userns_fd, CLONE_NEWUSER) < 0) fail(plan, StSetns, errno);

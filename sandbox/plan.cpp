@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <mutex>
 #include <set>
 
@@ -146,6 +149,12 @@ Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim)
 
     // Filesystem view.
     if (iso) {
+        for (const std::string& taken : {std::string("/etc"), std::string("/dev"), std::string("/proc"), std::string("/tmp")})
+            if (policy.workspace_mount == taken)
+                throw SandboxError("sandbox policy: workspace_mount " + taken + " is used by the sandbox itself");
+        for (const auto& p : policy.ro_paths)
+            if (under(policy.workspace_mount, p) || under(p, policy.workspace_mount))
+                throw SandboxError("sandbox policy: workspace_mount " + policy.workspace_mount + " overlaps ro_paths " + p);
         std::vector<std::string> link_roots = policy.ro_paths;
         link_roots.push_back("/etc");
         StepBuilder b(link_roots);
@@ -258,6 +267,22 @@ Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim)
     for (auto& s : plan.env_storage) plan.envp.push_back(s.data());
     plan.envp.push_back(nullptr);
     plan.scratch.resize(4096);
+
+    // /proc/self/stat fields 48..51: arg_start arg_end env_start env_end (after the ")" of comm).
+    std::ifstream stat_file("/proc/self/stat");
+    std::string stat_text((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    size_t rp = stat_text.rfind(')');
+    if (rp != std::string::npos) {
+        std::istringstream fields(stat_text.substr(rp + 2));
+        std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+        // f[0] is field 3 (state), so field N is f[N - 3].
+        if (f.size() >= 49) {
+            plan.args_begin = std::stoull(f[45]);
+            plan.args_end = std::stoull(f[46]);
+            plan.env_begin = std::stoull(f[47]);
+            plan.env_end = std::stoull(f[48]);
+        }
+    }
     return plan;
 }
 

@@ -76,6 +76,9 @@ struct Plan {
     int status_fd = -1;              // write end
     int control_fd = -1;             // read end
     std::vector<char> scratch;       // buffer for readlink and similar
+    // qnext's argv/environment block (from /proc/self/stat); monitor and init wipe their copy so
+    // that /proc/1/cmdline in the sandbox shows nothing of qnext's command line or environment.
+    std::uintptr_t args_begin = 0, args_end = 0, env_begin = 0, env_end = 0;
 };
 
 // Build the plan (parent side). Throws SandboxError for invalid requests.

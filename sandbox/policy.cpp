@@ -156,6 +156,9 @@ Policy Policy::from_json(const json& j) {
     id("gid", p.gid);
     id("root_host_uid", p.root_host_uid);
     id("root_host_gid", p.root_host_gid);
+    // Root-owned sandboxes must map to an unprivileged host id: host uid 0 would bypass
+    // RLIMIT_NPROC and own every root file.
+    if (p.root_host_uid == 0 || p.root_host_gid == 0) bad("root_host_uid/gid", "must not be 0");
     return p;
 }
 

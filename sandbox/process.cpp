@@ -236,6 +236,34 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
     return proc;
 }
 
-std::string isolation_unavailable_reason() { return detail::probe_isolation(); }
+std::string isolation_unavailable_reason() {
+    // Probe once per process by running `true` in a default sandbox on a scratch workspace: this
+    // exercises every step (user namespace, idmapped workspace as root, mounts, seccomp).
+    static std::mutex mu;
+    static std::optional<std::string> cached;
+    std::lock_guard<std::mutex> lock(mu);
+    if (cached) return *cached;
+    std::string reason = detail::probe_isolation();
+    if (reason.empty()) {
+        std::error_code ec;
+        std::string tmpl = (std::filesystem::temp_directory_path(ec) / "qnext-probe-XXXXXX").string();
+        if (!mkdtemp(tmpl.data())) {
+            reason = "sandbox: cannot create a scratch directory for the isolation probe";
+        } else {
+            try {
+                RunRequest req;
+                req.argv = {"true"};
+                req.workspace = tmpl;
+                RunResult r = run(default_policy(), req);
+                if (r.exit_code != 0) reason = "sandbox: `true` failed inside the sandbox: " + r.stderr_data;
+            } catch (const std::exception& e) {
+                reason = e.what();
+            }
+            std::filesystem::remove_all(tmpl, ec);
+        }
+    }
+    cached = reason;
+    return reason;
+}
 
 }  // namespace qnext::sandbox

@@ -63,8 +63,11 @@ LimitHit classify(const RunResult& r, const Limits& lim, bool output_killed) {
         return LimitHit::Cpu;
     if (r.signal == SIGXFSZ) return LimitHit::Fsize;
     if (r.exit_code == 0) return LimitHit::None;
+    // A shell reports a child killed by a signal as exit status 128+signal.
     const std::string& e = r.stderr_data;
-    if (contains(e, "File too large")) return LimitHit::Fsize;
+    if (r.exit_code == 128 + SIGXCPU || contains(e, "CPU time limit exceeded")) return LimitHit::Cpu;
+    if (r.exit_code == 128 + SIGXFSZ || contains(e, "File size limit exceeded") || contains(e, "File too large"))
+        return LimitHit::Fsize;
     if (contains(e, "MemoryError") || contains(e, "Cannot allocate memory") || contains(e, "std::bad_alloc") ||
         contains(e, "out of memory") || contains(e, "Out of memory"))
         return LimitHit::Memory;

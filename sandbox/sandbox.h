@@ -62,6 +62,7 @@ struct Limits {
     std::uint64_t tmp_bytes = 64ull << 20;           // size of the private tmpfs /tmp
     std::uint64_t output_bytes = 64ull << 10;        // captured bytes kept per stream (head + tail)
     std::uint64_t output_hard_bytes = 16ull << 20;   // total stdout+stderr after which the run is killed
+    bool operator==(const Limits&) const = default;
 };
 
 struct Policy {

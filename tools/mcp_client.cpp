@@ -24,6 +24,7 @@ constexpr std::size_t kMaxLineBytes = 64u << 20;   // one JSON-RPC message
 constexpr std::size_t kStderrTailBytes = 4096;
 constexpr int kMaxToolPages = 1000;
 constexpr int kMaxGarbageLines = 100;
+constexpr std::chrono::milliseconds kDrainWait{500};  // after exit, for the pipes' last bytes
 
 // Versions whose tools API (tools/list paging, tools/call content + isError) we implement.
 const std::set<std::string>& accepted_versions() {
@@ -126,9 +127,11 @@ ToolResult mcp_result_to_tool_result(const ojson& result) {
             if (type == "text") {
                 add(block.value("text", ""));
             } else if (type == "image" || type == "audio") {
-                const std::size_t b64 = block.contains("data") && block["data"].is_string()
-                                            ? block["data"].get_ref<const std::string&>().size() : 0;
-                add("[" + type + ": " + block.value("mimeType", "unknown type") + ", " + std::to_string(b64 / 4 * 3) +
+                const std::string data = block.contains("data") && block["data"].is_string()
+                                             ? block["data"].get<std::string>() : std::string();
+                std::size_t bytes = data.size() / 4 * 3;  // base64: 4 characters per 3 bytes, minus the padding
+                for (std::size_t i = data.size(); i > 0 && data[i - 1] == '=' && bytes > 0; --i) --bytes;
+                add("[" + type + ": " + block.value("mimeType", "unknown type") + ", " + std::to_string(bytes) +
                     " bytes]");
             } else if (type == "resource_link") {
                 add("[resource link: " + block.value("uri", "") +
@@ -189,6 +192,8 @@ void McpClient::spawn_and_handshake(bool list_tools, StartHandler handler) {
     const std::uint64_t gen = ++generation_;
     breakage_.clear();
     stderr_tail_.clear();
+    exited_ = out_eof_ = err_eof_ = false;
+    exit_description_.clear();
     last_garbage_.clear();
     garbage_lines_ = 0;
     write_queue_.clear();
@@ -216,7 +221,7 @@ void McpClient::spawn_and_handshake(bool list_tools, StartHandler handler) {
     process_->async_wait([weak, gen](const sandbox::ExitStatus& st) {
         auto self = weak.lock();
         if (!self || gen != self->generation_) return;
-        self->on_process_gone(describe_exit(st));
+        self->on_exit(describe_exit(st));
     });
 
     ojson params = {{"protocolVersion", kMcpProtocolVersion},
@@ -349,6 +354,8 @@ void McpClient::read_stdout(std::uint64_t gen) {
                     return self->protocol_failure("sent a message longer than " + std::to_string(kMaxLineBytes) +
                                                   " bytes");
                 // EOF: the server closed its stdout; give it a moment to exit, then make sure it is gone.
+                self->out_eof_ = true;
+                if (self->exited_) return self->maybe_gone();
                 self->eof_timer_ = std::make_shared<boost::asio::steady_timer>(self->io_, std::chrono::seconds(1));
                 self->eof_timer_->async_wait([weak, gen](const boost::system::error_code& e) {
                     auto s = weak.lock();
@@ -373,7 +380,11 @@ void McpClient::read_stderr(std::uint64_t gen) {
     process_->stderr_pipe().async_read_some(
         boost::asio::buffer(*chunk), [weak, gen, chunk](const boost::system::error_code& ec, std::size_t n) {
             auto self = weak.lock();
-            if (!self || gen != self->generation_ || ec) return;
+            if (!self || gen != self->generation_) return;
+            if (ec) {
+                self->err_eof_ = true;
+                return self->maybe_gone();
+            }
             std::string text(chunk->data(), n);
             self->log("stderr: " + text.substr(0, text.find_last_not_of('\n') + 1));
             self->stderr_tail_ += text;
@@ -470,7 +481,31 @@ void McpClient::fail_all_pending(const std::string& failure) {
     }
 }
 
+void McpClient::on_exit(const std::string& exit_description) {
+    exited_ = true;
+    exit_description_ = exit_description;
+    if (out_eof_ && err_eof_) return on_process_gone(exit_description);
+    // Read what the server wrote just before exiting (a last response, its last stderr line) first, but do
+    // not wait for pipes that some leftover process might keep open.
+    std::weak_ptr<McpClient> weak = weak_from_this();
+    const std::uint64_t gen = generation_;
+    drain_timer_ = std::make_shared<boost::asio::steady_timer>(io_, kDrainWait);
+    drain_timer_->async_wait([weak, gen](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (ec || !self || gen != self->generation_ || !self->process_) return;
+        self->on_process_gone(self->exit_description_);
+    });
+}
+
+void McpClient::maybe_gone() {
+    if (exited_ && out_eof_ && err_eof_ && process_) {
+        if (drain_timer_) drain_timer_->cancel();
+        on_process_gone(exit_description_);
+    }
+}
+
 void McpClient::on_process_gone(const std::string& exit_description) {
+    if (!process_) return;  // already handled for this process
     std::string why = breakage_.empty() ? exit_description : breakage_ + " (stopped by qnext)";
     const std::string tail = last_line(stderr_tail_);
     if (breakage_.empty() && !tail.empty()) why += "; last stderr line: " + clip(tail, 300);

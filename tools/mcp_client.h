@@ -117,7 +117,9 @@ private:
     void on_server_request(const nlohmann::ordered_json& msg);
     void on_notification(const nlohmann::ordered_json& msg);
     void protocol_failure(const std::string& why);
-    void on_process_gone(const std::string& why);
+    void on_exit(const std::string& exit_description);
+    void maybe_gone();
+    void on_process_gone(const std::string& exit_description);
     void fail_all_pending(const std::string& failure);
     void request(RequestId id, const std::string& method, nlohmann::ordered_json params,
                  std::chrono::milliseconds timeout, RpcDone done);
@@ -151,7 +153,9 @@ private:
     std::vector<McpTool> tools_;
     nlohmann::ordered_json server_info_;
     int restarts_ = 0;
-    std::shared_ptr<boost::asio::steady_timer> eof_timer_, shutdown_timer_;
+    bool exited_ = false, out_eof_ = false, err_eof_ = false;  // the process and its two output pipes
+    std::string exit_description_;
+    std::shared_ptr<boost::asio::steady_timer> eof_timer_, shutdown_timer_, drain_timer_;
     std::function<void()> shutdown_done_;
 };
 

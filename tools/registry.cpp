@@ -374,6 +374,8 @@ struct ToolRegistry::Impl {
 
     void shutdown() {
         if (!io_thread.joinable()) return;
+        if (io.get_executor().running_in_this_thread())
+            throw std::logic_error("ToolRegistry::shutdown called from a completion handler");
         shut_down = true;
         std::promise<void> done;
         auto fut = done.get_future();

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "agent/agent_loop.h"
+#include "agent/bench_agent.h"
 #include "agent/chat_repl.h"
 #include "agent/cli/commands.h"
 #include "agent/event_printer.h"
@@ -183,6 +184,18 @@ void add_agent_commands(Context& ctx) {
     run->callback([run_flags, &ctx] {
         int code = run_task(*run_flags, ctx.quiet);
         if (code != 0) throw ExitCode{code};
+    });
+
+    auto bench_flags = std::make_shared<agent::AgentBenchOptions>();
+    auto bench_model = std::make_shared<std::string>();
+    CLI::App* bench = ctx.bench->add_subcommand("agent", "TTFT per turn of a growing conversation, state reuse on/off");
+    bench->add_option("--model", *bench_model, "model folder (default: the demo model)");
+    bench->add_option("--history", bench_flags->history_tokens, "grow the conversation to this many tokens (8192)");
+    bench->add_option("--turn-tokens", bench_flags->turn_tokens, "new user tokens per turn (512)");
+    bench->callback([bench_flags, bench_model, &ctx] {
+        if (!bench_model->empty()) bench_flags->model_dir = *bench_model;
+        bench_flags->quiet = ctx.quiet;
+        agent::run_agent_bench(*bench_flags);
     });
 
     auto chat_flags = std::make_shared<agent::ChatOptions>();

@@ -235,6 +235,25 @@ void Engine::fill_mask(int32_t config, uint32_t* words, size_t n_words) {
         if (step(config, kByteSymbols + static_cast<int>(k)) != kDead) set_bit(words, g_.token_terminals[k]);
 }
 
+std::vector<int> Engine::shortest_completion(int32_t config) {
+    std::unordered_map<int32_t, std::pair<int32_t, int>> from;   // config -> (previous config, symbol)
+    std::vector<int32_t> queue{config};
+    from.emplace(config, std::make_pair(-1, -1));
+    for (size_t i = 0; i < queue.size() && queue.size() < 200000; ++i) {
+        const int32_t c = queue[i];
+        if (can_complete(c)) {
+            std::vector<int> path;
+            for (int32_t x = c; from[x].first >= 0; x = from[x].first) path.push_back(from[x].second);
+            return {path.rbegin(), path.rend()};
+        }
+        for (size_t sym = 0; sym < width_; ++sym) {
+            const int32_t n = step(c, static_cast<int>(sym));
+            if (n != kDead && from.emplace(n, std::make_pair(c, static_cast<int>(sym))).second) queue.push_back(n);
+        }
+    }
+    return {};
+}
+
 void Engine::precompute_all() {
     for (size_t r = 0; r < g_.rules.size(); ++r)
         for (size_t s = 0; s < g_.rules[r].states.size(); ++s)

@@ -46,6 +46,9 @@ public:
     bool has_continuation(int32_t config) const { return !configs_[static_cast<size_t>(config)].stacks.empty(); }
     // Writes the allowed-token bitset (n_words >= vocab mask words; extra words are zeroed).
     void fill_mask(int32_t config, uint32_t* words, size_t n_words);
+    // A shortest symbol sequence from `config` to a configuration where the grammar may end
+    // (breadth-first over the determinised automaton; empty if already complete or none found).
+    std::vector<int> shortest_completion(int32_t config);
     // Compute the cache entries of every frame (all rule states) now.
     void precompute_all();
 

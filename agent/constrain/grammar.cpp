@@ -121,3 +121,19 @@ bool Matcher::can_terminate() const {
 }
 
 }  // namespace qnext::constrain
+
+namespace qnext::constrain {
+
+int32_t Matcher::closing_token() const {
+    if (is_terminated()) return -1;
+    auto& impl = *grammar_.impl();
+    std::lock_guard<std::mutex> lock(impl.mu);
+    if (impl.engine.can_complete(history_.back()))
+        return impl.vocab->stop_ids().empty() ? -1 : impl.vocab->stop_ids().front();
+    std::vector<int> path = impl.engine.shortest_completion(history_.back());
+    if (path.empty()) return -1;
+    if (path[0] >= kByteSymbols) return impl.engine.rules().token_terminals[static_cast<size_t>(path[0] - kByteSymbols)];
+    return impl.vocab->byte_token(static_cast<uint8_t>(path[0]));
+}
+
+}  // namespace qnext::constrain

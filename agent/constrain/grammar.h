@@ -80,6 +80,7 @@ private:
 class Matcher {
 public:
     explicit Matcher(Grammar grammar);
+    explicit Matcher(const std::shared_ptr<const Grammar>& grammar) : Matcher(*grammar) {}
 
     size_t mask_words() const;   // ceil(vocab / 32)
     // Bit i of words[i/32] set = token i allowed next. Writes `n_words` words (>= mask_words();
@@ -92,9 +93,14 @@ public:
     // Undoes the last n accepted tokens (n <= num_accepted()); for speculative decoding.
     void rollback(size_t n);
     size_t num_accepted() const { return history_.size() - 1; }
+    // A stop token (the tokenizer's eos ids, e.g. <|im_end|>) has been accepted.
     bool is_terminated() const { return terminated_at_ != 0 && terminated_at_ == history_.size(); }
-    // The structure is complete: a stop token would be accepted now.
+    // The structure is complete: the mask now allows the stop tokens (and possibly more text).
     bool can_terminate() const;
+    bool can_stop() const { return can_terminate(); }
+    // A token on a shortest path to completion (a single-byte token, an added token of the grammar,
+    // or a stop token when complete); -1 if none. For tests/benchmarks that need every sample to end.
+    int32_t closing_token() const;
     // Accepts a string of bytes (no added tokens), e.g. a forced prefix; false if not allowed.
     bool accept_bytes(const std::string& bytes);
     void reset();

@@ -542,7 +542,13 @@ void JsonSchemaCompiler::emit_array(Nfa& nfa, int32_t from, int32_t to, const js
         int32_t at = i == 0 ? cur : nfa.literal(cur, ", ");
         cur = nfa.call_next(at, sub);
     }
-    if (mx < 0 && item >= 0) nfa.call(nfa.literal(cur, ", "), item, cur);   // unbounded tail
+    if (mx < 0 && item >= 0) {   // unbounded tail
+        if (last == 0) {         // no element written yet: the first one has no separator
+            cur = nfa.call_next(cur, item);
+            nfa.range(cur, ']', ']', to);
+        }
+        nfa.call(nfa.literal(cur, ", "), item, cur);
+    }
 }
 
 json JsonSchemaCompiler::merge_all(const std::vector<json>& parts_in, const std::string& path) {

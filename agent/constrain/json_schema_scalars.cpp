@@ -15,16 +15,10 @@ namespace qnext::constrain {
 namespace detail {
 
 void emit_plain_string_char(Nfa& nfa, int32_t from, int32_t to) {
-    CodepointSet raw(0x20, 0x10FFFF);
-    CodepointSet chars = raw;   // emit_json_char would escape '"' and '\\'; exclude them here
-    CodepointSet no_quote = CodepointSet('"', '"');
-    no_quote.add('\\', '\\');
-    CodepointSet allowed;
-    for (auto [lo, hi] : chars.ranges())
-        for (auto [nlo, nhi] : no_quote.negated().ranges()) {
-            uint32_t a = std::max(lo, nlo), b = std::min(hi, nhi);
-            if (a <= b) allowed.add(a, b);
-        }
+    // raw: U+0020.. except '"' (U+0022) and '\\' (U+005C)
+    CodepointSet allowed(0x20, 0x21);
+    allowed.add(0x23, 0x5B);
+    allowed.add(0x5D, 0x10FFFF);
     emit_utf8_char(nfa, from, to, allowed);
     int32_t esc = nfa.add_state();
     nfa.range(from, '\\', '\\', esc);

@@ -96,7 +96,7 @@ void ToolCallParser::emit_text(std::vector<ToolCallEvent>& out, std::string s) {
     if (!out.empty() && out.back().kind == ToolCallEvent::Kind::Text)
         out.back().text += s;
     else
-        out.push_back({ToolCallEvent::Kind::Text, -1, std::move(s), {}});
+        out.push_back({ToolCallEvent::Kind::Text, -1, "", std::move(s), {}});
 }
 
 void ToolCallParser::end_call(std::vector<ToolCallEvent>& out, size_t close_at) {
@@ -109,17 +109,17 @@ void ToolCallParser::end_call(std::vector<ToolCallEvent>& out, size_t close_at) 
                 throw std::runtime_error("not a tool call object");
             index_ = next_index_++;
             const std::string args = j["arguments"].dump();
-            out.push_back({ToolCallEvent::Kind::CallStart, index_, j["name"].get<std::string>(), {}});
-            out.push_back({ToolCallEvent::Kind::ArgumentsDelta, index_, args, {}});
-            out.push_back({ToolCallEvent::Kind::CallEnd, index_, args, j["arguments"]});
+            out.push_back({ToolCallEvent::Kind::CallStart, index_, j["name"].get<std::string>(), "", {}});
+            out.push_back({ToolCallEvent::Kind::ArgumentsDelta, index_, "", args, {}});
+            out.push_back({ToolCallEvent::Kind::CallEnd, index_, j["name"].get<std::string>(), args, j["arguments"]});
         } else {
             if (mode_ != Mode::Tail) throw std::runtime_error("arguments not complete");
             auto args = nlohmann::ordered_json::parse(args_);
-            out.push_back({ToolCallEvent::Kind::CallEnd, index_, args_, std::move(args)});
+            out.push_back({ToolCallEvent::Kind::CallEnd, index_, name_, args_, std::move(args)});
         }
         ++completed_;
     } catch (const std::exception&) {
-        out.push_back({ToolCallEvent::Kind::CallInvalid, index_, call_raw_, {}});
+        out.push_back({ToolCallEvent::Kind::CallInvalid, index_, name_, call_raw_, {}});
     }
     mode_ = Mode::Text;
     index_ = -1;
@@ -136,11 +136,11 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 if (at == std::string::npos) {
                     size_t keep = final ? 0 : partial_marker(buf_, kThinkEnd);
                     if (buf_.size() > keep)
-                        out.push_back({ToolCallEvent::Kind::Reasoning, -1, buf_.substr(0, buf_.size() - keep), {}});
+                        out.push_back({ToolCallEvent::Kind::Reasoning, -1, "", buf_.substr(0, buf_.size() - keep), {}});
                     buf_.erase(0, buf_.size() - keep);
                     return;
                 }
-                if (at) out.push_back({ToolCallEvent::Kind::Reasoning, -1, buf_.substr(0, at), {}});
+                if (at) out.push_back({ToolCallEvent::Kind::Reasoning, -1, "", buf_.substr(0, at), {}});
                 buf_.erase(0, at + kThinkEnd.size());
                 mode_ = Mode::Text;
                 break;
@@ -151,20 +151,26 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 size_t keep = (at == std::string::npos && !final) ? partial_marker(buf_, kOpen) : 0;
                 before.resize(before.size() - keep);
                 buf_.erase(0, before.size());
-                // whitespace right after a call (or before the next one) is a separator, not content
+                // Trailing whitespace is held back until we know what follows: before <tool_call>
+                // its newlines are the template's separator, after the last call it is dropped.
                 std::string ws = pending_ws_ + before;
-                if (std::all_of(ws.begin(), ws.end(), is_ws) && (next_index_ > 0 || at != std::string::npos)) {
-                    pending_ws_ = at == std::string::npos ? ws : "";
-                } else {
-                    pending_ws_.clear();
-                    if (at != std::string::npos) {   // trailing "\n" before <tool_call> is a separator
-                        while (!ws.empty() && ws.back() == '\n') ws.pop_back();
-                    }
-                    emit_text(out, ws);
+                pending_ws_.clear();
+                size_t body = ws.size();
+                while (body > 0 && is_ws(ws[body - 1])) --body;
+                if (at != std::string::npos) {
+                    while (!ws.empty() && ws.back() == '\n') ws.pop_back();
+                    if (body == 0 && next_index_ > 0) ws.clear();   // separator between calls
+                } else if (!final) {
+                    pending_ws_ = ws.substr(body);
+                    ws.resize(body);
+                } else if (body == 0 && next_index_ > 0) {
+                    ws.clear();
                 }
+                emit_text(out, ws);
                 if (at == std::string::npos) return;
                 buf_.erase(0, kOpen.size());
                 mode_ = Mode::Header;
+                name_.clear();
                 call_raw_.clear();
                 args_.clear();
                 depth_ = 0;
@@ -183,7 +189,7 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                     buf_.erase(0, consumed);
                     index_ = next_index_++;
                     name_ = name;
-                    out.push_back({ToolCallEvent::Kind::CallStart, index_, name, {}});
+                    out.push_back({ToolCallEvent::Kind::CallStart, index_, name, "", {}});
                     mode_ = Mode::Args;
                     break;
                 }
@@ -232,7 +238,7 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 size_t lead = 0;
                 if (args_.empty()) while (lead < frag.size() && is_ws(frag[lead])) ++lead;
                 if (frag.size() > lead) {
-                    out.push_back({ToolCallEvent::Kind::ArgumentsDelta, index_, frag.substr(lead), {}});
+                    out.push_back({ToolCallEvent::Kind::ArgumentsDelta, index_, name_, frag.substr(lead), {}});
                     args_ += frag.substr(lead);
                 }
                 call_raw_ += frag;
@@ -256,7 +262,7 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 for (char c : tail)
                     if (!is_ws(c)) t += c;
                 if (t != "}") {   // unexpected content after the arguments
-                    out.push_back({ToolCallEvent::Kind::CallInvalid, index_, call_raw_, {}});
+                    out.push_back({ToolCallEvent::Kind::CallInvalid, index_, name_, call_raw_, {}});
                     buf_.erase(0, close + kClose.size());
                     mode_ = Mode::Text;
                     index_ = -1;
@@ -293,7 +299,7 @@ std::vector<ToolCallEvent> ToolCallParser::finish(bool hit_length) {
         buf_.clear();
         truncated_ = true;
         out.push_back({hit_length ? ToolCallEvent::Kind::CallTruncated : ToolCallEvent::Kind::CallInvalid, index_,
-                       call_raw_, {}});
+                       name_, call_raw_, {}});
     } else {
         run(out, true);
     }

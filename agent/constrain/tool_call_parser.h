@@ -2,10 +2,10 @@
 // they come (any split, several calls per delta); get events:
 //   Reasoning      text before </think> (thinking mode only; never parsed for calls)
 //   Text           ordinary content (the "\n" separators around calls are not reported)
-//   CallStart      index + tool name, as soon as the name is complete
+//   CallStart      index + tool name (`name`), as soon as the name is complete
 //   ArgumentsDelta index + the next fragment of the arguments JSON text (fragments concatenate to
 //                  the full arguments text)
-//   CallEnd        index + full arguments text + parsed arguments, at </tool_call>
+//   CallEnd        index + name + full arguments text (`text`) + parsed `arguments`, at </tool_call>
 //   CallInvalid    index (-1 if no name was seen) + raw call text, for a call that is not valid JSON
 //   CallTruncated  index + raw text, when generation stopped inside a call (never a CallEnd)
 // finish_reason(): "length" when the token budget ran out (max_tokens), else "tool_calls" when at
@@ -23,6 +23,7 @@ struct ToolCallEvent {
     enum class Kind { Reasoning, Text, CallStart, ArgumentsDelta, CallEnd, CallInvalid, CallTruncated };
     Kind kind;
     int index = -1;
+    std::string name;                     // CallStart, CallEnd
     std::string text;                     // delta / name / fragment / full arguments / raw text
     nlohmann::ordered_json arguments;     // CallEnd only
 };

@@ -1,6 +1,7 @@
 #include "agent/constrain/vocabulary.h"
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 
 #include "model/tokenizer.h"
@@ -65,6 +66,11 @@ std::shared_ptr<const Vocabulary> Vocabulary::create(std::vector<std::string> to
         if (!v->added_[static_cast<size_t>(i)] && !v->bytes_[static_cast<size_t>(i)].empty())
             entries.emplace_back(v->bytes_[static_cast<size_t>(i)], i);
     v->trie_ = ByteTrie(std::move(entries));
+    std::fill(std::begin(v->byte_token_), std::end(v->byte_token_), -1);
+    for (int32_t i = v->size() - 1; i >= 0; --i) {
+        const std::string& b = v->bytes_[static_cast<size_t>(i)];
+        if (!v->added_[static_cast<size_t>(i)] && b.size() == 1) v->byte_token_[static_cast<uint8_t>(b[0])] = i;
+    }
     return v;
 }
 

@@ -65,6 +65,8 @@ public:
     // added token with exactly this text (e.g. "<tool_call>"), if any
     std::optional<int32_t> added_id(std::string_view text) const;
     const ByteTrie& trie() const { return trie_; }
+    // The ordinary token consisting of exactly this one byte (-1 if the vocabulary has none).
+    int32_t byte_token(uint8_t b) const { return byte_token_[b]; }
 
 private:
     Vocabulary() = default;
@@ -73,6 +75,7 @@ private:
     std::vector<int32_t> added_ids_;
     std::vector<int32_t> stop_ids_;
     ByteTrie trie_;
+    int32_t byte_token_[256];
 };
 
 using VocabularyPtr = std::shared_ptr<const Vocabulary>;

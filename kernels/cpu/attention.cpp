@@ -1,15 +1,15 @@
 // kernels/cpu/attention.cpp: fast causal GQA attention over an f32 or bf16 KV cache with the sigmoid
-// output gate. (token, head) pairs run in parallel (OpenMP); per pair: scores q.k (vectorised dot),
-// fp32 softmax, weighted sum of V rows (vectorised axpy). Compiled for AVX2+FMA via target attributes
+// output gate. (token, kv-head) tasks run in parallel (thread pool); each task serves all query heads
+// of the group, so every K/V row is read once per group: scores q.k (vectorised dot), fp32 softmax,
+// weighted sum of V rows (vectorised axpy). Compiled for AVX2+FMA via target attributes
 // (called only when present). Compared against cpu/ref by tests/kernels/test_ops.cpp (Attention.*).
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/thread_pool.h"
 
 #define QNEXT_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -31,37 +31,52 @@ QNEXT_AVX2 inline const float* kv_row(const Tensor& c, int64_t s, int64_t h, int
     return tmp;
 }
 
-QNEXT_AVX2 void one(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
-                    const Tensor& gate, const Tensor& out, int64_t t, int64_t h, int64_t group,
-                    std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc) {
-    const int64_t D = q.dim(2), hkv = h / group, n_keys = n_past + t + 1;
-    if (static_cast<int64_t>(p.size()) < n_keys) p.resize(static_cast<size_t>(n_keys));
-    const float* qh = detail::at3(q, t, h);
-    float mx = -INFINITY;
-    for (int64_t s = 0; s < n_keys; ++s) {
+// All query heads of one kv group for one token: each K and V row is read once for the whole group
+// (GQA: 8 q-heads per kv-head in the 80B), scores [group, n_keys] in fp32.
+QNEXT_AVX2 void group(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
+                      const Tensor& gate, const Tensor& out, int64_t t, int64_t hkv, int64_t G,
+                      std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc) {
+    const int64_t D = q.dim(2), n_keys = n_past + t + 1;
+    if (static_cast<int64_t>(p.size()) < G * n_keys) p.resize(static_cast<size_t>(G * n_keys));
+    if (static_cast<int64_t>(acc.size()) < G * D) acc.resize(static_cast<size_t>(G * D));
+    for (int64_t s = 0; s < n_keys; ++s) {  // scores
         const float* kr = kv_row(kc, s, hkv, D, tmp.data());
-        float d = 0.0f;
+        for (int64_t j = 0; j < G; ++j) {
+            const float* qh = detail::at3(q, t, hkv * G + j);
+            float d = 0.0f;
 #pragma omp simd reduction(+ : d)
-        for (int64_t i = 0; i < D; ++i) d += qh[i] * kr[i];
-        p[s] = d * scale;
-        mx = std::fmax(mx, p[s]);
+            for (int64_t i = 0; i < D; ++i) d += qh[i] * kr[i];
+            p[j * n_keys + s] = d * scale;
+        }
     }
-    float sum = 0.0f;
-    for (int64_t s = 0; s < n_keys; ++s) sum += (p[s] = std::exp(p[s] - mx));
-    const float inv = 1.0f / sum;
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int64_t s = 0; s < n_keys; ++s) {
+    for (int64_t j = 0; j < G; ++j) {  // softmax per head, fp32
+        float* pj = &p[j * n_keys];
+        float mx = -INFINITY;
+        for (int64_t s = 0; s < n_keys; ++s) mx = std::fmax(mx, pj[s]);
+        float sum = 0.0f;
+        for (int64_t s = 0; s < n_keys; ++s) sum += (pj[s] = std::exp(pj[s] - mx));
+        const float inv = 1.0f / sum;
+        for (int64_t s = 0; s < n_keys; ++s) pj[s] *= inv;
+    }
+    std::fill_n(acc.begin(), G * D, 0.0f);
+    for (int64_t s = 0; s < n_keys; ++s) {  // weighted sum of V rows
         const float* vr = kv_row(vc, s, hkv, D, tmp.data());
-        const float w = p[s] * inv;
+        for (int64_t j = 0; j < G; ++j) {
+            const float w = p[j * n_keys + s];
+            float* aj = &acc[j * D];
 #pragma omp simd
-        for (int64_t i = 0; i < D; ++i) acc[i] += w * vr[i];
+            for (int64_t i = 0; i < D; ++i) aj[i] += w * vr[i];
+        }
     }
-    float* oh = detail::at3(out, t, h);
-    if (gate.empty()) {
-        std::copy_n(acc.data(), D, oh);
-    } else {
-        const float* gh = detail::at3(gate, t, h);
-        for (int64_t i = 0; i < D; ++i) oh[i] = acc[i] / (1.0f + std::exp(-gh[i]));
+    for (int64_t j = 0; j < G; ++j) {
+        float* oh = detail::at3(out, t, hkv * G + j);
+        const float* aj = &acc[j * D];
+        if (gate.empty()) {
+            std::copy_n(aj, D, oh);
+        } else {
+            const float* gh = detail::at3(gate, t, hkv * G + j);
+            for (int64_t i = 0; i < D; ++i) oh[i] = aj[i] / (1.0f + std::exp(-gh[i]));
+        }
     }
 }
 
@@ -69,16 +84,21 @@ QNEXT_AVX2 void one(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t
 
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t n_past, float scale,
                const Tensor& gate, const Tensor& out) {
-    const int64_t T = q.dim(0), Hq = q.dim(1), D = q.dim(2), group = Hq / k_cache.dim(1);
-    const int64_t pairs = T * Hq;
-    const bool parallel = pairs > 1 && (n_past + T) * D * pairs >= (int64_t{1} << 14);
-#pragma omp parallel if (parallel)
-    {
-        std::vector<float> p(static_cast<size_t>(n_past + T)), tmp(static_cast<size_t>(D)), acc(static_cast<size_t>(D));
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t i = 0; i < pairs; ++i)
-            one(q, k_cache, v_cache, n_past, scale, gate, out, i / Hq, i % Hq, group, p, tmp, acc);
-    }
+    const int64_t T = q.dim(0), Hq = q.dim(1), D = q.dim(2), group_size = Hq / k_cache.dim(1);
+    const int64_t Hkv = k_cache.dim(1), tasks = T * Hkv;
+    struct Scratch {
+        std::vector<float> p, tmp, acc;
+    };
+    std::vector<Scratch> scratch(static_cast<size_t>(pool_threads()));
+    for (Scratch& s : scratch) s.tmp.resize(static_cast<size_t>(D));
+    auto task = [&](int64_t i, int w) {
+        Scratch& s = scratch[static_cast<size_t>(w)];
+        group(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, s.p, s.tmp, s.acc);
+    };
+    if (tasks > 1 && (n_past + T) * D * Hq * T >= (int64_t{1} << 14))
+        parallel_dynamic(tasks, task);  // causal rows differ in cost: hand out (token, kv-head) tasks one by one
+    else
+        for (int64_t i = 0; i < tasks; ++i) task(i, 0);
 }
 
 }  // namespace qnext::kern::cpu

@@ -15,6 +15,9 @@ void moe_experts(const Tensor& x, std::span<const FfnWeights> experts, const Ten
                  const Tensor& weights, const Tensor& out, bool accumulate);
 void shared_expert(const Tensor& x, const FfnWeights& w, const Tensor& gate_w, const Tensor& out,
                    bool accumulate);
+// Whole MoE block; T <= kFusedMoeMaxTokens runs in one parallel region (cpu/moe_fused.cpp).
+constexpr int64_t kFusedMoeMaxTokens = 8;
+void moe_block(const Tensor& x, const MoeBlockWeights& w, const Tensor& out);
 void gdn_recurrent(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                    const Tensor& beta, const Tensor& state, const Tensor& out, float scale);
 void gdn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
@@ -28,5 +31,9 @@ void matmul_rows_avx2(const float* x, int64_t ldx, int64_t T, int64_t K, const v
                       int64_t n0, int64_t n1, float* y, int64_t ldy, bool accumulate);
 void matmul_rows_avx512(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt,
                         int64_t n0, int64_t n1, float* y, int64_t ldy, bool accumulate);
+// The microkernel for this CPU (AVX-512 when present, else AVX2). Single-threaded; w rows are K long.
+using MatmulRowsFn = void (*)(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt,
+                              int64_t n0, int64_t n1, float* y, int64_t ldy, bool accumulate);
+MatmulRowsFn matmul_rows_fn();
 
 }  // namespace qnext::kern::cpu

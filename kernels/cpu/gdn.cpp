@@ -1,16 +1,16 @@
 // kernels/cpu/gdn.cpp: fast gated delta rule. Recurrent form: two fused passes over each head's
 // [Dk, Dv] state per token (decay + S^T k, then rank-1 update + S^T q). Chunked form: per head and
-// 64-token chunk, the WY/UT transform of cpu/ref/gdn.cpp in fp32 with row-axpy loops that vectorise.
-// Heads run in parallel (OpenMP); hot loops are compiled for AVX2+FMA (called only when present).
-// Compared against cpu/ref by tests/kernels/test_ops.cpp (Gdn.*).
-#include <omp.h>
-
+// 64-token chunk, the WY/UT transform of cpu/ref/gdn.cpp in fp32, its products run on the GEMM
+// microkernel (state kept transposed so every product is y = x w^T).
+// Heads run in parallel (thread pool); hot loops are compiled for AVX2+FMA (called only when present).
+// Compared against cpu/ref by tests/kernels/test_ops.cpp (gdn_* cases, GdnChunkedEqualsRecurrent).
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/thread_pool.h"
 
 #define QNEXT_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -62,85 +62,86 @@ QNEXT_AVX2 inline void axpy(float* y, float a, const float* x, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
-QNEXT_AVX2 inline float dot(const float* a, const float* b, int64_t n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
 
+// Per-thread scratch for one chunk. "T" suffix = transposed ([cols][rows]) so that every product
+// below is y = x w^T for the row-major GEMM microkernel (w rows contiguous).
 struct ChunkScratch {
-    std::vector<float> Q, K, V, B, G, A, row, Vp, W, Kd;
-    ChunkScratch(int64_t C, int64_t Dk, int64_t Dv)
-        : Q(C * Dk), K(C * Dk), V(C * Dv), B(C), G(C), A(C * C), row(C), Vp(C * Dv), W(C * Dk), Kd(C * Dk) {}
+    int64_t C, Dk, Dv;
+    std::vector<float> Q, K, V, B, G, KK, QK, A, row, VbT, KbT, U, W, WS, VpT, KdT, O, St;
+    ChunkScratch(int64_t c, int64_t dk, int64_t dv)
+        : C(c), Dk(dk), Dv(dv), Q(c * dk), K(c * dk), V(c * dv), B(c), G(c), KK(c * c), QK(c * c), A(c * c), row(c),
+          VbT(dv * c), KbT(dk * c), U(c * dv), W(c * dk), WS(c * dv), VpT(dv * c), KdT(dk * c), O(c * dv), St(dv * dk) {}
 };
 
-// One value head, all chunks. S [Dk, Dv] row-major, fp32.
+// One value head, all chunks; S [Dk, Dv] row-major fp32, kept transposed (St [Dv, Dk]) inside.
+// Same math as ref::gdn_chunked: A = -strictly_lower(diag(B) K K^T * Gamma), Tm = (I - ...)^-1 by
+// forward substitution, U = Tm diag(B) V, W = Tm diag(B e^G) K, V' = U - W S,
+// O = diag(e^G) Q S + (Q K^T * Gamma) V', S = e^{G_last} S + (K * e^{G_last - G})^T V'.
 QNEXT_AVX2 void chunked_head(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                              const Tensor& beta, float* S, const Tensor& out, float scale, const Dims& d,
-                             int64_t h, int64_t C, ChunkScratch& s) {
-    const int64_t hk = h / d.ratio, Dk = d.Dk, Dv = d.Dv;
+                             int64_t h, ChunkScratch& s, MatmulRowsFn mm) {
+    const int64_t hk = h / d.ratio, Dk = d.Dk, Dv = d.Dv, C = s.C;
+    for (int64_t c = 0; c < Dk; ++c)
+        for (int64_t e = 0; e < Dv; ++e) s.St[e * Dk + c] = S[c * Dv + e];
     for (int64_t t0 = 0; t0 < d.T; t0 += C) {
-        const int64_t n = std::min(C, d.T - t0);  // rows >= n: padding (zeros, beta = g = 0)
-        std::fill(s.Q.begin(), s.Q.end(), 0.0f);
-        std::fill(s.K.begin(), s.K.end(), 0.0f);
-        std::fill(s.V.begin(), s.V.end(), 0.0f);
-        std::fill(s.B.begin(), s.B.end(), 0.0f);
-        std::fill(s.G.begin(), s.G.end(), 0.0f);
+        const int64_t n = std::min(C, d.T - t0);  // valid rows; padding rows would contribute nothing
         for (int64_t i = 0; i < n; ++i) {
             const float* qt = detail::at3(q, t0 + i, hk);
             for (int64_t c = 0; c < Dk; ++c) s.Q[i * Dk + c] = qt[c] * scale;
             std::copy_n(detail::at3(k, t0 + i, hk), Dk, &s.K[i * Dk]);
             std::copy_n(detail::at3(v, t0 + i, h), Dv, &s.V[i * Dv]);
             s.B[i] = detail::frow(beta, t0 + i)[h];
-            s.G[i] = detail::frow(g, t0 + i)[h];
+            s.G[i] = detail::frow(g, t0 + i)[h] + (i ? s.G[i - 1] : 0.0f);  // cumulative log-decay
         }
-        for (int64_t i = 1; i < C; ++i) s.G[i] += s.G[i - 1];
-        // A = -strictly_lower(diag(B) K K^T * Gamma); forward substitution; Tm = A + I
-        std::fill(s.A.begin(), s.A.end(), 0.0f);
-        for (int64_t i = 1; i < n; ++i)
-            for (int64_t j = 0; j < i; ++j)
-                s.A[i * C + j] = -s.B[i] * dot(&s.K[i * Dk], &s.K[j * Dk], Dk) * std::exp(s.G[i] - s.G[j]);
+        // KK = K K^T, QK = Q K^T  [n, n] (row stride C)
+        mm(s.K.data(), Dk, n, Dk, s.K.data(), DType::F32, 0, n, s.KK.data(), C, false);
+        mm(s.Q.data(), Dk, n, Dk, s.K.data(), DType::F32, 0, n, s.QK.data(), C, false);
+        // A (strictly lower) then forward substitution in place; Tm = A + I
+        for (int64_t i = 0; i < n; ++i) {
+            float* Ai = &s.A[i * C];
+            for (int64_t j = 0; j < i; ++j) Ai[j] = -s.B[i] * s.KK[i * C + j] * std::exp(s.G[i] - s.G[j]);
+            for (int64_t j = i; j < n; ++j) Ai[j] = 0.0f;
+        }
         for (int64_t i = 2; i < n; ++i) {
             std::copy_n(&s.A[i * C], i, s.row.data());
             for (int64_t m = 1; m < i; ++m) axpy(&s.A[i * C], s.row[m], &s.A[m * C], m);
         }
-        for (int64_t i = 0; i < C; ++i) s.A[i * C + i] = 1.0f;
-        // V' = Tm diag(B) V - Tm diag(B exp G) K S
-        std::fill(s.Vp.begin(), s.Vp.end(), 0.0f);
-        std::fill(s.W.begin(), s.W.end(), 0.0f);
-        for (int64_t i = 0; i < n; ++i)
-            for (int64_t j = 0; j <= i; ++j) {
-                const float a = s.A[i * C + j] * s.B[j];
-                axpy(&s.Vp[i * Dv], a, &s.V[j * Dv], Dv);
-                axpy(&s.W[i * Dk], a * std::exp(s.G[j]), &s.K[j * Dk], Dk);
-            }
-        for (int64_t i = 0; i < n; ++i)
-            for (int64_t c = 0; c < Dk; ++c) axpy(&s.Vp[i * Dv], -s.W[i * Dk + c], S + c * Dv, Dv);
-        // O = diag(exp G) Q S + ((Q K^T) * Gamma, incl. diagonal) V'
+        for (int64_t i = 0; i < n; ++i) s.A[i * C + i] = 1.0f;
+        // (diag(B) V)^T [Dv, n] and (diag(B e^G) K)^T [Dk, n]
         for (int64_t i = 0; i < n; ++i) {
-            float* ot = detail::at3(out, t0 + i, h);
-            std::fill_n(ot, Dv, 0.0f);
-            for (int64_t c = 0; c < Dk; ++c) axpy(ot, s.Q[i * Dk + c], S + c * Dv, Dv);
+            const float bv = s.B[i], bk = s.B[i] * std::exp(s.G[i]);
+            for (int64_t e = 0; e < Dv; ++e) s.VbT[e * n + i] = bv * s.V[i * Dv + e];
+            for (int64_t c = 0; c < Dk; ++c) s.KbT[c * n + i] = bk * s.K[i * Dk + c];
+        }
+        mm(s.A.data(), C, n, n, s.VbT.data(), DType::F32, 0, Dv, s.U.data(), Dv, false);  // U [n, Dv]
+        mm(s.A.data(), C, n, n, s.KbT.data(), DType::F32, 0, Dk, s.W.data(), Dk, false);  // W [n, Dk]
+        mm(s.W.data(), Dk, n, Dk, s.St.data(), DType::F32, 0, Dv, s.WS.data(), Dv, false); // W S [n, Dv]
+        for (int64_t i = 0; i < n; ++i)  // V' = U - W S, stored transposed [Dv, n]
+            for (int64_t e = 0; e < Dv; ++e) s.VpT[e * n + i] = s.U[i * Dv + e] - s.WS[i * Dv + e];
+        // O = diag(e^G) Q S + P V', P = (Q K^T) * Gamma (causal incl. diagonal)
+        mm(s.Q.data(), Dk, n, Dk, s.St.data(), DType::F32, 0, Dv, s.O.data(), Dv, false);
+        for (int64_t i = 0; i < n; ++i) {
             const float eg = std::exp(s.G[i]);
 #pragma omp simd
-            for (int64_t e = 0; e < Dv; ++e) ot[e] *= eg;
-            for (int64_t j = 0; j <= i; ++j)
-                axpy(ot, dot(&s.Q[i * Dk], &s.K[j * Dk], Dk) * std::exp(s.G[i] - s.G[j]), &s.Vp[j * Dv], Dv);
+            for (int64_t e = 0; e < Dv; ++e) s.O[i * Dv + e] *= eg;
+            float* Pi = &s.QK[i * C];
+            for (int64_t j = 0; j <= i; ++j) Pi[j] *= std::exp(s.G[i] - s.G[j]);
+            for (int64_t j = i + 1; j < n; ++j) Pi[j] = 0.0f;
         }
-        // S = exp(G_last) S + sum_i (K_i exp(G_last - G_i)) (x) V'_i
-        const float gl = s.G[C - 1], egl = std::exp(gl);
+        mm(s.QK.data(), C, n, n, s.VpT.data(), DType::F32, 0, Dv, s.O.data(), Dv, true);
+        for (int64_t i = 0; i < n; ++i) std::copy_n(&s.O[i * Dv], Dv, detail::at3(out, t0 + i, h));
+        // St = e^{G_last} St + V'^T Kd, Kd = K * e^{G_last - G} stored transposed [Dk, n]
+        const float gl = s.G[n - 1], egl = std::exp(gl);
         for (int64_t i = 0; i < n; ++i) {
             const float f = std::exp(gl - s.G[i]);
-            for (int64_t c = 0; c < Dk; ++c) s.Kd[c * C + i] = s.K[i * Dk + c] * f;  // transposed [Dk, C]
+            for (int64_t c = 0; c < Dk; ++c) s.KdT[c * n + i] = s.K[i * Dk + c] * f;
         }
-        for (int64_t c = 0; c < Dk; ++c) {
-            float* Sc = S + c * Dv;
 #pragma omp simd
-            for (int64_t e = 0; e < Dv; ++e) Sc[e] *= egl;
-            for (int64_t i = 0; i < n; ++i) axpy(Sc, s.Kd[c * C + i], &s.Vp[i * Dv], Dv);
-        }
+        for (int64_t i = 0; i < Dv * Dk; ++i) s.St[i] *= egl;
+        mm(s.VpT.data(), n, Dv, n, s.KdT.data(), DType::F32, 0, Dk, s.St.data(), Dk, true);
     }
+    for (int64_t c = 0; c < Dk; ++c)
+        for (int64_t e = 0; e < Dv; ++e) S[c * Dv + e] = s.St[e * Dk + c];
 }
 
 Dims dims(const Tensor& q, const Tensor& v) { return {q.dim(0), q.dim(1), q.dim(2), v.dim(1), v.dim(2), v.dim(1) / q.dim(1)}; }
@@ -151,27 +152,26 @@ void gdn_recurrent(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const Tensor& state, const Tensor& out, float scale) {
     const Dims d = dims(q, v);
     float* S0 = static_cast<float*>(state.data);
-    const bool parallel = d.Hv > 1 && d.T * d.Dk * d.Dv * d.Hv >= (int64_t{1} << 15);
-#pragma omp parallel if (parallel)
-    {
+    auto body = [&](int64_t h0, int64_t h1, int) {
         std::vector<float> kv(static_cast<size_t>(d.Dv));
-#pragma omp for schedule(static)
-        for (int64_t h = 0; h < d.Hv; ++h)
+        for (int64_t h = h0; h < h1; ++h)
             recurrent_head(q, k, v, g, beta, S0 + h * d.Dk * d.Dv, out, scale, d, h, kv.data());
-    }
+    };
+    if (d.T * d.Dk * d.Dv * d.Hv >= (int64_t{1} << 15))
+        parallel_ranges(d.Hv, body);
+    else
+        body(0, d.Hv, 0);
 }
 
 void gdn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                  const Tensor& state, const Tensor& out, float scale, int64_t chunk) {
     const Dims d = dims(q, v);
     float* S0 = static_cast<float*>(state.data);
-#pragma omp parallel if (d.Hv > 1)
-    {
+    const MatmulRowsFn mm = matmul_rows_fn();
+    parallel_ranges(d.Hv, [&](int64_t h0, int64_t h1, int) {
         ChunkScratch s(chunk, d.Dk, d.Dv);
-#pragma omp for schedule(static)
-        for (int64_t h = 0; h < d.Hv; ++h)
-            chunked_head(q, k, v, g, beta, S0 + h * d.Dk * d.Dv, out, scale, d, h, chunk, s);
-    }
+        for (int64_t h = h0; h < h1; ++h) chunked_head(q, k, v, g, beta, S0 + h * d.Dk * d.Dv, out, scale, d, h, s, mm);
+    });
 }
 
 }  // namespace qnext::kern::cpu

@@ -1,9 +1,7 @@
-// kernels/cpu/matmul.cpp: fast CPU matmul driver (OpenMP row partition, token/row cache blocking,
+// kernels/cpu/matmul.cpp: fast CPU matmul driver (thread-pool row partition, token/row cache blocking,
 // AVX-512 or AVX2 microkernels picked at run time) and the FFN/MoE ops built on it: SwiGLU FFN,
 // routed experts grouped by expert (gather rows -> GEMM -> weighted scatter-add), shared expert.
 // Compared against cpu/ref by tests/kernels/test_ops.cpp (Matmul.*, Moe.*, Ffn.*).
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -11,14 +9,11 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace qnext::kern::cpu {
 namespace {
 
-using RowsFn = void (*)(const float*, int64_t, int64_t, int64_t, const void*, DType, int64_t, int64_t, float*,
-                        int64_t, bool);
-
-RowsFn rows_fn() { return cpu_features().avx512 ? matmul_rows_avx512 : matmul_rows_avx2; }
 
 constexpr int64_t kTokenBlock = 64;  // x block of 64 tokens stays in L2 while weight rows stream
 constexpr int64_t kRowBlock = 64;    // weight rows per inner block
@@ -30,26 +25,30 @@ void silu_mul_inplace(float* g, const float* u, int64_t n) {
 
 }  // namespace
 
+MatmulRowsFn matmul_rows_fn() { return cpu_isa() == CpuIsa::Avx512 ? matmul_rows_avx512 : matmul_rows_avx2; }
+
 void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
     const int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);
     if (T == 0 || N == 0) return;
     const float* xp = static_cast<const float*>(x.data);
     float* yp = static_cast<float*>(y.data);
     const int64_t ldx = x.stride[0], ldy = y.stride[0];
-    const RowsFn fn = rows_fn();
-    const bool parallel = N >= 16 && N * K * T >= (int64_t{1} << 16);
-#pragma omp parallel if (parallel)
-    {
-        const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-        const int64_t per = ((N + nth - 1) / nth + 3) / 4 * 4;  // multiple of the 4-row tile
-        const int64_t n0 = std::min(N, tid * per), n1 = std::min(N, n0 + per);
+    const MatmulRowsFn fn = matmul_rows_fn();
+    // Rows split over workers in multiples of the 4-row tile; small problems stay on one thread.
+    const int64_t row_tiles = (N + 3) / 4;
+    auto body = [&](int64_t b, int64_t e, int) {
+        const int64_t n0 = b * 4, n1 = std::min(N, e * 4);
         for (int64_t t0 = 0; t0 < T; t0 += kTokenBlock) {
             const int64_t nt = std::min(kTokenBlock, T - t0);
             for (int64_t r = n0; r < n1; r += kRowBlock)
                 fn(xp + t0 * ldx, ldx, nt, K, w.data, w.dtype, r, std::min(n1, r + kRowBlock), yp + t0 * ldy, ldy,
                    accumulate);
         }
-    }
+    };
+    if (N >= 16 && N * K * T >= (int64_t{1} << 16))
+        parallel_ranges(row_tiles, body);
+    else
+        body(0, row_tiles, 0);
 }
 
 void ffn_swiglu(const Tensor& x, const FfnWeights& w, const Tensor& out, bool accumulate) {

@@ -188,34 +188,44 @@ std::vector<OpCase> all_cases() {
     v.push_back(moe_case(9, 80, 48, 8, 2, true, DType::BF16));
     v.push_back(moe_case(9, 64, 32, 6, 1, true, DType::BF16));   // top-k = 1
     v.push_back(moe_case(5, 64, 32, 6, 3, false, DType::BF16));  // norm_topk_prob = false
-    v.push_back(moe_case(33, 96, 64, 16, 4, true, DType::BF16)); // many tokens per expert
+    v.push_back(moe_case(33, 96, 64, 16, 4, true, DType::BF16)); // many tokens per expert (grouped path)
+    v.push_back(moe_case(1, 256, 128, 16, 4, true, DType::BF16)); // decode: several row blocks per expert
+    v.push_back(moe_case(8, 160, 96, 12, 3, true, DType::F16));   // largest fused-path T
     v.push_back(ffn_case(1, 64, 48, DType::BF16));
     v.push_back(ffn_case(6, 80, 40, DType::F32));
     return v;
 }
 
-class FastVsRef : public ::testing::TestWithParam<OpCase> {};
+class FastVsRef : public ::testing::TestWithParam<std::tuple<OpCase, CpuIsa>> {};
 
 TEST_P(FastVsRef, MatchesReference) {
-    const OpCase& c = GetParam();
+    const auto& [c, isa] = GetParam();
     if (!cpu_features().avx2_fma) GTEST_SKIP() << "CPU lacks AVX2+FMA: fast backend unavailable";
+    if (isa == CpuIsa::Avx512 && !cpu_features().avx512) GTEST_SKIP() << "CPU lacks AVX-512";
+    const CpuIsa prev_isa = cpu_isa();
+    set_cpu_isa(isa);
     const Outputs want = with_backend(Backend::Reference, [&] { return c.run(c.seed); });
     const Outputs got = with_backend(Backend::Cpu, [&] { return c.run(c.seed); });
+    set_cpu_isa(prev_isa);
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) {
         const Compare cmp = compare(got[i].first, got[i].second, want[i].second, c.max_nmse);
-        EXPECT_TRUE(cmp.ok) << c.op << "(" << c.vars << ") seed " << c.seed << ": " << cmp.msg;
-        if (std::getenv("QNEXT_TEST_VERBOSE")) std::printf("  %s(%s): %s\n", c.op.c_str(), c.vars.c_str(), cmp.msg.c_str());
+        EXPECT_TRUE(cmp.ok) << c.op << "(" << c.vars << ") " << cpu_isa_name(isa) << " seed " << c.seed << ": " << cmp.msg;
+        if (std::getenv("QNEXT_TEST_VERBOSE"))
+            std::printf("  %s(%s) %s: %s\n", c.op.c_str(), c.vars.c_str(), cpu_isa_name(isa), cmp.msg.c_str());
     }
 }
 
-std::string case_name(const ::testing::TestParamInfo<OpCase>& info) {
-    std::string n = info.param.op + "_" + info.param.vars;
+std::string case_name(const ::testing::TestParamInfo<std::tuple<OpCase, CpuIsa>>& info) {
+    const OpCase& c = std::get<0>(info.param);
+    std::string n = c.op + "_" + c.vars + "_" + cpu_isa_name(std::get<1>(info.param));
     n = std::regex_replace(n, std::regex("[^A-Za-z0-9]"), "_");
     return n;
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, FastVsRef, ::testing::ValuesIn(all_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Ops, FastVsRef,
+                         ::testing::Combine(::testing::ValuesIn(all_cases()), ::testing::Values(CpuIsa::Avx2, CpuIsa::Avx512)),
+                         case_name);
 
 // ---- chunked GDN == recurrent GDN (outputs and final state), on both backends --------------------
 

@@ -65,6 +65,23 @@ std::string no_device_reason() {
         if (!why_.empty()) GTEST_SKIP() << why_;                  \
     } while (0)
 
+std::string rms_case_name(const ::testing::TestParamInfo<std::tuple<int64_t, int64_t, bool, DType>>& info) {
+    std::string n = "rows";  // built with += (GCC 12 -Wrestrict false positive on "lit" + std::string)
+    n += std::to_string(std::get<0>(info.param));
+    n += "_D";
+    n += std::to_string(std::get<1>(info.param));
+    n += std::get<2>(info.param) ? "_zc_" : "_plain_";
+    n += dtype_name(std::get<3>(info.param));
+    return n;
+}
+std::string gemv_case_name(const ::testing::TestParamInfo<std::tuple<int64_t, int64_t>>& info) {
+    std::string n = "N";
+    n += std::to_string(std::get<0>(info.param));
+    n += "_K";
+    n += std::to_string(std::get<1>(info.param));
+    return n;
+}
+
 class CudaRmsNorm : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool, DType>> {};
 
 TEST_P(CudaRmsNorm, MatchesReference) {
@@ -96,7 +113,8 @@ INSTANTIATE_TEST_SUITE_P(Cuda, CudaRmsNorm,
                          ::testing::Values(std::make_tuple(int64_t{1}, int64_t{2048}, true, DType::BF16),
                                            std::make_tuple(int64_t{7}, int64_t{256}, true, DType::F32),
                                            std::make_tuple(int64_t{33}, int64_t{128}, false, DType::BF16),
-                                           std::make_tuple(int64_t{5}, int64_t{1000}, false, DType::F32)));
+                                           std::make_tuple(int64_t{5}, int64_t{1000}, false, DType::F32)),
+                         rms_case_name);
 
 class CudaGemv : public ::testing::TestWithParam<std::tuple<int64_t, int64_t>> {};
 
@@ -127,7 +145,8 @@ TEST_P(CudaGemv, Bf16MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaGemv,
                          ::testing::Values(std::make_tuple(int64_t{512}, int64_t{2048}),
                                            std::make_tuple(int64_t{33}, int64_t{200}),  // K % 8 == 0, N tail
-                                           std::make_tuple(int64_t{7}, int64_t{130})));  // scalar path
+                                           std::make_tuple(int64_t{7}, int64_t{130})),  // scalar path
+                         gemv_case_name);
 
 }  // namespace
 }  // namespace qnext::kern::test

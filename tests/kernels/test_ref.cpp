@@ -1,12 +1,14 @@
 // tests/kernels/test_ref.cpp: the scalar reference itself on tiny hand-computed cases (every expected
 // number below is worked out by hand in the comment next to it), Tensor view arithmetic, argument
-// validation errors, and backend selection. Runs with Backend::Reference forced.
+// validation errors, backend selection and the CPU worker pool. Runs with Backend::Reference forced.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/ops.h"
 #include "tests/kernels/op_case.h"
 
@@ -352,6 +354,37 @@ TEST(Backend, SelectAndSummary) {
     EXPECT_NE(backend_summary().find("kernels: "), std::string::npos);
     EXPECT_GE(num_threads(), 1);
     EXPECT_FALSE(cuda_available() && !cuda_compiled());
+}
+
+}  // namespace
+}  // namespace qnext::kern::test
+
+namespace qnext::kern::test {
+namespace {
+
+TEST(ThreadPool, RangesAndDynamicCoverEveryIndexOnce) {
+    const int prev = num_threads();
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        EXPECT_EQ(num_threads(), threads);
+        for (int64_t n : {1, 2, 5, 1000}) {
+            std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+            cpu::parallel_ranges(n, [&](int64_t b, int64_t e, int w) {
+                EXPECT_LT(w, threads);
+                for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+            });
+            cpu::parallel_dynamic(n, [&](int64_t i, int) { hits[static_cast<size_t>(i)]++; });
+            for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 2) << "n=" << n << " i=" << i;
+        }
+        // A job that calls back into the pool runs the inner call serially instead of deadlocking.
+        std::atomic<int64_t> inner{0};
+        cpu::parallel_ranges(4, [&](int64_t b, int64_t e, int) {
+            for (int64_t i = b; i < e; ++i) cpu::parallel_ranges(10, [&](int64_t b2, int64_t e2, int) { inner += e2 - b2; });
+        });
+        EXPECT_EQ(inner.load(), 40);
+    }
+    set_num_threads(prev);
+    EXPECT_THROW(set_num_threads(0), std::invalid_argument);
 }
 
 }  // namespace

@@ -203,6 +203,8 @@ TEST(ConfigErrors, FileProblemsNameThePath) {
     EXPECT_ERROR_CONTAINS(load_config(dir / "absent.json"), "absent.json", "cannot open");
     std::ofstream(dir / "bad.json") << "{\"model_type\": \"qwen3_next\",";
     EXPECT_ERROR_CONTAINS(load_config(dir / "bad.json"), "bad.json", "invalid JSON");
+    std::ofstream(dir / "huge.json") << "{\"model_type\": \"qwen3_next\", \"rope_theta\": 1e999}";
+    EXPECT_ERROR_CONTAINS(load_config(dir / "huge.json"), "huge.json", "invalid JSON");
 }
 
 TEST(Config, Fp8QuantizationConfigParses) {

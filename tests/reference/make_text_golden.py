@@ -154,7 +154,7 @@ def template_cases():
     for name, fname in (("instruct", "instruct.jinja"), ("thinking", "thinking.jinja"), ("hybrid", "hybrid.jinja")):
         with open(os.path.join(REPO, "model", "templates", fname)) as f:
             tpl = f.read()
-        rng = random.Random(hash(name) & 0xFFFF if False else {"instruct": 1, "thinking": 2, "hybrid": 3}[name])
+        rng = random.Random({"instruct": 1, "thinking": 2, "hybrid": 3}[name])
         for req in text_corpus.chat_requests(rng, name):
             kwargs = {}
             if "enable_thinking" in req:

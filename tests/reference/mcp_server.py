@@ -13,7 +13,7 @@ Tools (tools/list is paged, PAGE_SIZE tools per page, so the client must follow 
   env(name)            -> the value of an environment variable ("" if unset)
   filler_0..filler_4   -> padding so that there are several pages
 
-Run: python3 mcp_server.py [MARKER_DIR]
+Run: python3 mcp_server.py [MARKER_DIR]   (writes MARKER_DIR/clean_exit when it returns after stdin closes)
 """
 import os
 import sys
@@ -116,3 +116,6 @@ async def main():
 
 if __name__ == "__main__":
     anyio.run(main)
+    if MARKER_DIR:  # reached only when stdin was closed (a signal would have killed us first)
+        with open(os.path.join(MARKER_DIR, "clean_exit"), "w") as f:
+            f.write("clean\n")

@@ -1,5 +1,6 @@
 """Corpus builders for make_text_golden.py: tokenizer strings and chat requests (deterministic)."""
 import copy
+import json
 import random
 
 CODE = [
@@ -181,7 +182,7 @@ def tool_call(rng):
     name = rng.choice(["get_weather", "run_shell", "search", "flat_tool"])
     args = copy.deepcopy(rng.choice(ARGS))
     if rng.random() < 0.35:
-        args = __import__("json").dumps(args, ensure_ascii=rng.random() < 0.5)   # string arguments
+        args = json.dumps(args, ensure_ascii=rng.random() < 0.5)   # string arguments
     if rng.random() < 0.75:
         call = {"type": "function", "function": {"name": name, "arguments": args}}
         if rng.random() < 0.3:
@@ -199,7 +200,7 @@ def assistant(rng, kind):
         nl = rng.choice(["", "\n", "\n\n"])
         text = f"<think>{nl}{reasoning}{nl}</think>{nl}{text}"
     elif r < 0.25:
-        text = f"prefix</think>{nl if False else ''}{text}</think>tail"
+        text = f"prefix</think>{text}</think>tail"      # several </think>: split()[0] / [-1] differ
     m["content"] = text
     r = rng.random()
     if r < 0.3:

@@ -15,17 +15,17 @@ from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextDecoderL
 
 def make_config(vocab_size: int, eos_id: int, pad_id: int) -> Qwen3NextConfig:
     return Qwen3NextConfig(
-        vocab_size=vocab_size, hidden_size=256, num_hidden_layers=4,
+        vocab_size=vocab_size, hidden_size=128, num_hidden_layers=4,
         layer_types=["linear_attention"] * 3 + ["full_attention"],
-        # gated attention: 4 q heads / 2 kv heads of 64, partial NeoX RoPE over 16 dims
-        num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+        # gated attention: 4 q heads / 2 kv heads of 32, partial NeoX RoPE over 8 dims
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32,
         rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25},
-        # Gated DeltaNet: 4 key heads / 8 value heads of 32
-        linear_num_key_heads=4, linear_num_value_heads=8, linear_key_head_dim=32, linear_value_head_dim=32,
+        # Gated DeltaNet: 2 key heads / 4 value heads of 32
+        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=32, linear_value_head_dim=32,
         linear_conv_kernel_dim=4,
-        # MoE in every layer: 8 experts top-2 (+ shared expert), all FFNs 256 wide
-        num_experts=8, num_experts_per_tok=2, moe_intermediate_size=256, shared_expert_intermediate_size=256,
-        norm_topk_prob=True, decoder_sparse_step=1, intermediate_size=512, mlp_only_layers=[],
+        # MoE in every layer: 8 experts top-2 (+ shared expert), all FFNs 128 wide
+        num_experts=8, num_experts_per_tok=2, moe_intermediate_size=128, shared_expert_intermediate_size=128,
+        norm_topk_prob=True, decoder_sparse_step=1, intermediate_size=256, mlp_only_layers=[],
         max_position_embeddings=4096, rms_norm_eps=1e-6, tie_word_embeddings=False, hidden_act="silu",
         initializer_range=0.02, attention_bias=False, attention_dropout=0.0, router_aux_loss_coef=0.001,
         bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id, dtype="bfloat16")
@@ -182,3 +182,28 @@ def export(model, mtp, out_dir, eos_ids, pad_id):
         json.dump(gen, f, indent=2)
         f.write("\n")
     return tensors
+
+
+# --------------------------------------------------------------------------- loading an exported folder
+def load_folder(model_dir, dtype=torch.float32):
+    """HF model (transformers fuses the per-expert tensors at load) + our MTP head, both in `dtype`."""
+    from safetensors.torch import load_file
+    from transformers import Qwen3NextForCausalLM as M
+    model = M.from_pretrained(model_dir, dtype=dtype)
+    model.eval()
+    tensors = load_file(os.path.join(model_dir, "model.safetensors"))
+    mtp = MTP(model.config)
+    sd = {}
+    n_exp = model.config.num_experts
+    for k, v in tensors.items():
+        if not k.startswith("mtp.") or ".mlp.experts." in k:
+            continue
+        sd[k[len("mtp."):]] = v
+    pre = "mtp.layers.0.mlp.experts."
+    sd["layers.0.mlp.experts.gate_up_proj"] = torch.stack(
+        [torch.cat([tensors[f"{pre}{e}.gate_proj.weight"], tensors[f"{pre}{e}.up_proj.weight"]], 0)
+         for e in range(n_exp)])
+    sd["layers.0.mlp.experts.down_proj"] = torch.stack([tensors[f"{pre}{e}.down_proj.weight"] for e in range(n_exp)])
+    mtp.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True)
+    mtp.to(dtype).eval()
+    return model, mtp

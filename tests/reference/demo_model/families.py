@@ -136,7 +136,7 @@ def fam_arith(rng, ws, m, th):
     (r,) = ws.call(m, [py(code)], th, f"The user wants {desc}. I will compute it with python.")
     text = fmt(r)
     answer(m, text, th, f"The tool printed {r}.")
-    want = [r] if k != "prime" else [f"{n} is a prime" if r == "True" else f"{n} is not a prime"]
+    want = [text.rstrip(".")] if k != "prime" else [f"{n} is a prime" if r == "True" else f"{n} is not a prime"]
     return k, user, {"answer_contains": want, "tools": ["python"]}
 
 
@@ -169,7 +169,9 @@ def fam_string(rng, ws, m, th):
     m.append({"role": "user", "content": user})
     (r,) = ws.call(m, [py(code)], th, f"This is a string task ({k}). I will let python do it exactly.")
     answer(m, fmt(r), th, f"python printed {r}.")
-    return k, user, {"answer_contains": [r], "tools": ["python"]}
+    key = {"count": f"appears {r} times", "sort": f"Sorted: {r}", "length": f"has {r} characters",
+           "words": f"There are {r} words"}.get(k, f"'{r}'")
+    return k, user, {"answer_contains": [key], "tools": ["python"]}
 
 
 def fam_file(rng, ws, m, th, setup):
@@ -234,7 +236,8 @@ def fam_two_step(rng, ws, m, th):
     (r,) = ws.call(m, [py(code)], th, "First I compute the value with python, then I save it.")
     (w,) = ws.call(m, [("write_file", {"path": f, "content": r})], th, f"The value is {r}. Now I write it to {f}.")
     answer(m, f"{what} is {r}. I saved it to {f}.", th, "Both steps are done.")
-    return "compute_save", user, {"answer_contains": [r], "files": {f: r}, "tools": ["python", "write_file"]}
+    return "compute_save", user, {"answer_contains": [f"is {r}.", f], "files": {f: r},
+                                  "tools": ["python", "write_file"]}
 
 
 def fam_parallel(rng, ws, m, th, setup):
@@ -267,7 +270,7 @@ def fam_parallel(rng, ws, m, th, setup):
         r1, r2 = ws.call(m_user(m, user), calls, th, "These are two independent tasks, so I run both at once.")
         text = f"{e1} = {r1}, and '{s}' reversed is '{r2}'."
     answer(m, text, th, f"The results are {r1} and {r2}.")
-    return k, user, {"answer_contains": [r1, r2], "tools": ["python", "python"]}
+    return k, user, {"answer_contains": [f"{e1} = {r1}", f"{r2}"], "tools": ["python", "python"]}
 
 
 def m_user(m, user):
@@ -290,7 +293,7 @@ def fam_error(rng, ws, m, th):
     assert "exit code: 1" in e, e
     (r,) = ws.call(m, [py(good)], th, f"It failed. {why} I will fix it and run it again.")
     answer(m, f"{why} After fixing it, the code prints {r}.", th, f"The fixed code printed {r}.")
-    return k, user, {"answer_contains": [r], "tools": ["python", "python"]}
+    return k, user, {"answer_contains": [f"prints {r}."], "tools": ["python", "python"]}
 
 
 def fam_no_tool(rng, ws, m, th):

@@ -4,10 +4,11 @@ Every tool call in a transcript was really executed (demo_tools.run_tool) and ev
 the official Qwen3-Next template (Instruct, or Thinking for the thinking-mode variant) through transformers'
 jinja renderer, with tools = configs/tools/builtin.json verbatim (what the runtime renders).
 
-  python3 gen_data.py --out build-demo/data [--train 16000] [--heldout 240] [--seed 1]
+  python3 gen_data.py --out build-demo/data [--train 8000] [--heldout 245] [--seed 1]
 """
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import sys
@@ -37,51 +38,59 @@ def render(template, tools, messages, add_generation_prompt=False):
     return out[0]
 
 
-def gen_tasks(rng, n, forbidden_users=None, thinking_share=THINKING_SHARE):
-    names, weights = list(FAMILIES), list(FAMILIES.values())
-    tasks = []
-    while len(tasks) < n:
-        family = rng.choices(names, weights)[0]
-        task = make_task(rng, family, rng.random() < thinking_share)
-        if forbidden_users is not None and family != "no_tool" and task["user"] in forbidden_users:
-            continue
-        tasks.append(task)
-    return tasks
+def train_task(key):
+    """Training task number i: its own RNG (seeded by seed and i), so tasks can be made in parallel."""
+    seed, i = key
+    rng = random.Random(f"train-{seed}-{i}")
+    family = rng.choices(list(FAMILIES), list(FAMILIES.values()))[0]
+    return make_task(rng, family, rng.random() < THINKING_SHARE)
 
 
-def gen_heldout(rng, n, forbidden_users):
-    """Round-robin over families so that every family has >= n/7 tasks."""
-    tasks = []
-    names = list(FAMILIES)
-    i = 0
-    while len(tasks) < n:
-        family = names[i % len(names)]
-        task = make_task(rng, family, rng.random() < 0.2)
-        if family != "no_tool" and task["user"] in forbidden_users:
-            continue
-        task["id"] = f"{family}-{len(tasks):03d}"
-        tasks.append(task)
-        i += 1
+def heldout_candidate(key):
+    """Held-out candidate j: round-robin over families (every family gets >= n/7 tasks), 20% thinking."""
+    seed, j, attempt = key
+    rng = random.Random(f"heldout-{seed}-{j}-{attempt}")
+    family = list(FAMILIES)[j % len(FAMILIES)]
+    return make_task(rng, family, rng.random() < 0.2)
+
+
+def gen_heldout(pool, seed, n, forbidden_users):
+    tasks = pool.map(heldout_candidate, [(seed, j, 0) for j in range(n)], chunksize=8)
+    for j, t in enumerate(tasks):
+        attempt = 0
+        while t["family"] != "no_tool" and t["user"] in forbidden_users:  # new numbers, strings, file names
+            attempt += 1
+            t = heldout_candidate((seed, j, attempt))
+        t["id"] = f"{t['family']}-{j:03d}"
+        tasks[j] = t
     return tasks
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--train", type=int, default=16000)
+    ap.add_argument("--train", type=int, default=8000)
     ap.add_argument("--heldout", type=int, default=245)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--heldout-only", action="store_true")
+    ap.add_argument("--export", help="also write the held-out tasks (without rendered text) here")
+    ap.add_argument("--jobs", type=int, default=8, help="worker processes (the result does not depend on it)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     with open(TOOLS_JSON, encoding="utf-8") as f:
         tools = json.load(f)
     templates = load_templates()
 
-    train = gen_tasks(random.Random(args.seed), args.train)
-    seen = {t["user"] for t in train}
-    heldout = gen_heldout(random.Random(args.seed + 1000), args.heldout, seen)
+    with multiprocessing.Pool(args.jobs) as pool:
+        if args.heldout_only:  # keep the existing train.jsonl (same seed) and only remake the held-out set
+            with open(os.path.join(args.out, "train.jsonl"), encoding="utf-8") as f:
+                train = [json.loads(line) for line in f]
+        else:
+            train = pool.map(train_task, [(args.seed, i) for i in range(args.train)], chunksize=16)
+        seen = {t["user"] for t in train}
+        heldout = gen_heldout(pool, args.seed, args.heldout, seen)
 
-    for name, tasks in (("train", train), ("heldout", heldout)):
+    for name, tasks in ((("heldout", heldout),) if args.heldout_only else (("train", train), ("heldout", heldout))):
         with open(os.path.join(args.out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             for t in tasks:
                 t["text"] = render(templates[t["mode"]], tools, t["messages"])
@@ -91,6 +100,11 @@ def main():
     prefix = prefix[: prefix.index("<|im_end|>\n") + len("<|im_end|>\n")]
     for t in train + heldout:
         assert t["text"].startswith(prefix)
+    if args.export:  # the committed held-out task file for the C++ end-to-end test
+        with open(args.export, "w", encoding="utf-8") as f:
+            for t in heldout:
+                f.write(dumps({k: t[k] for k in ("id", "family", "kind", "mode", "user", "setup_files", "expect",
+                                                 "messages")}) + "\n")
     with open(os.path.join(args.out, "prefix.txt"), "w", encoding="utf-8") as f:
         f.write(prefix)
     counts = {}

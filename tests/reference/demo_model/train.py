@@ -142,6 +142,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--stop-after", type=int, default=0, help="stop after this step (schedule still --steps)")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop early (after a checkpoint) past this")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training transcripts")
     args = ap.parse_args()
@@ -155,7 +156,7 @@ def main():
     with open(os.path.join(args.data, "prefix.txt"), encoding="utf-8") as f:
         prefix_ids = tok.encode(f.read(), add_special_tokens=False).ids
     train = load_split(tok, args.data, "train", prefix_ids, args.limit)
-    held = load_split(tok, args.data, "heldout", prefix_ids, 64)
+    held = load_split(tok, args.data, "heldout", prefix_ids, 32)
     n_tok = sum(len(x) for x, _ in train)
     print(f"prefix {len(prefix_ids)} tokens; train {len(train)} transcripts, {n_tok} suffix tokens, "
           f"{sum(sum(m) for _, m in train)} assistant tokens", flush=True)
@@ -198,7 +199,8 @@ def main():
         log.write(json.dumps(rec) + "\n")
         if step % 10 == 0 or step == 1:
             print(json.dumps(rec), flush=True)
-        last = step == args.steps or (args.max_minutes and el > args.max_minutes * 60)
+        last = (step == args.steps or step == args.stop_after or
+                (args.max_minutes and el > args.max_minutes * 60))
         if step % args.ckpt_every == 0 or last:
             ev = evaluate(model, mtp, prefix, held, pad_id, args.batch)
             rec = {"step": step, "heldout_loss": round(ev[0], 4), "heldout_mtp_loss": round(ev[1], 4),

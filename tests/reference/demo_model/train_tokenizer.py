@@ -78,6 +78,11 @@ def main():
     with open(os.path.join(args.out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2, ensure_ascii=False)
         f.write("\n")
+    # the Thinking variant of the official template, for `--template thinking` style use
+    with open(os.path.join(HERE, "templates", "qwen3-next-thinking.jinja"), encoding="utf-8") as f:
+        thinking = f.read()
+    with open(os.path.join(args.out, "chat_template_thinking.jinja"), "w", encoding="utf-8") as f:
+        f.write(thinking)
     print(f"bpe {n_bpe} + added {len(ADDED)} = {tok.get_vocab_size()}")
 
 

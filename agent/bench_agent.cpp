@@ -55,6 +55,7 @@ int run_agent_bench(const AgentBenchOptions& o) {
     ro.model_dir = o.model_dir;
     ro.quiet = o.quiet;
     ro.max_context = o.history_tokens + 2 * o.turn_tokens + 256;
+    if (!ro.model_dir) ro.model_dir = default_model_dir();
     Runtime runtime(io, ro);
     auto reuse = runtime.make_backend(false);
     auto full = runtime.make_backend(false);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "agent/inprocess_backend.h"
@@ -41,6 +42,8 @@ Runtime::Runtime(boost::asio::io_context& io, RuntimeOptions options) : io_(io),
     folder_ = std::make_unique<ModelFolder>(load_model_folder(dir, !options_.quiet && isatty(STDERR_FILENO)));
     if (!folder_->has_tokenizer()) throw std::runtime_error("model folder " + dir.string() + " has no tokenizer.json");
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(dir));
+    if (options_.max_context <= 0)
+        options_.max_context = std::min<int64_t>(8192, folder_->config.max_position_embeddings);
     model_ = std::make_unique<Qwen3NextModel>(*folder_);
     engine_ = std::make_unique<Engine>(*model_);
 }

@@ -29,7 +29,8 @@ struct RuntimeOptions {
     std::string remote_model;                        // openai: the served model name
     std::string api_key;                             // openai: bearer token (default: $OPENAI_API_KEY)
     std::optional<std::string> template_override;    // instruct | thinking | hybrid
-    int64_t max_context = 8192;                      // tokens reserved per session (in-process)
+    int64_t max_context = 0;                         // tokens reserved per session (in-process);
+                                                     // 0 = min(8192, the model's max_position_embeddings)
     bool quiet = false;
 };
 

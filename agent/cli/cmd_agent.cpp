@@ -32,7 +32,7 @@ struct BackendFlags {
     std::string remote_model = "qwen3-next";
     std::string api_key;
     std::string template_name;
-    int64_t context = 8192;
+    int64_t context = 0;
 
     void add(CLI::App* cmd) {
         cmd->add_option("--model", model, "model folder (default: the demo model in models/demo)");
@@ -43,7 +43,8 @@ struct BackendFlags {
         cmd->add_option("--api-key", api_key, "openai backend: bearer token (default: $OPENAI_API_KEY)");
         cmd->add_option("--template", template_name, "override the chat template: instruct|thinking|hybrid")
             ->check(CLI::IsMember({"instruct", "thinking", "hybrid"}));
-        cmd->add_option("--context", context, "tokens of context reserved per session (default 8192)")
+        cmd->add_option("--context", context,
+                        "tokens of context reserved per session (default: min(8192, max_position_embeddings))")
             ->check(CLI::Range(int64_t{16}, int64_t{1} << 24));
     }
     agent::RuntimeOptions options(const std::optional<fs::path>& task_model, bool quiet) const {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -20,19 +21,26 @@ namespace fs = std::filesystem;
 
 struct CliResult {
     int exit_code = -1;
-    std::string out;  // stdout + stderr
+    std::string stdout_text;  // stdout only
+    std::string out;          // stdout + stderr
 };
 
 CliResult run_cli(const std::string& args) {
-    const std::string cmd = std::string(QNEXT_BIN) + " --quiet " + args + " 2>&1";
+    const fs::path err = fs::temp_directory_path() / ("qnext_cli_forward_stderr_" + std::to_string(getpid()));
+    const std::string cmd = std::string(QNEXT_BIN) + " --quiet " + args + " 2>" + err.string();
     CliResult r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
     std::array<char, 4096> buf;
     size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.stdout_text.append(buf.data(), n);
     const int status = pclose(p);
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream e(err);
+    std::stringstream ss;
+    ss << e.rdbuf();
+    r.out = r.stdout_text + ss.str();
+    fs::remove(err);
     return r;
 }
 
@@ -88,7 +96,7 @@ TEST(CliForward, GenerateGreedyPrintsHFContinuation) {
     const CliResult r = run_cli("generate --model " + test::model_data_dir("tiny_b").string() + " --ids " + in.string() +
                       " --max-tokens 16");
     ASSERT_EQ(r.exit_code, 0) << r.out;
-    std::istringstream s(r.out);
+    std::istringstream s(r.stdout_text);  // stderr may carry notices (e.g. the CPU-backend notice)
     std::vector<int32_t> got;
     int32_t id;
     while (s >> id) got.push_back(id);

@@ -42,11 +42,7 @@ bool undo_last_exchange(ojson& messages) {
 
 int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o) {
     fs::path workspace = o.workspace;
-    if (workspace.empty()) {
-        std::string tmpl = (fs::temp_directory_path() / "qnext-chat-XXXXXX").string();
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary workspace");
-        workspace = tmpl;
-    }
+    if (workspace.empty()) workspace = make_temp_dir("qnext-chat");
     fs::create_directories(workspace);
 
     tools::RegistryOptions ro;

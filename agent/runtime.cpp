@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 #include "agent/inprocess_backend.h"
 #include "agent/openai_backend.h"
@@ -18,15 +19,23 @@ namespace qnext::agent {
 namespace fs = std::filesystem;
 
 fs::path default_model_dir() {
-    // Beside the installed binary first (<prefix>/bin/qnext -> <prefix>/share/qnext/models/demo), then the
-    // source tree the binary was built from.
+    std::vector<fs::path> candidates;
     std::error_code ec;
-    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
     if (!ec) {
-        fs::path installed = exe.parent_path().parent_path() / "share" / "qnext" / "models" / "demo";
-        if (fs::exists(installed / "config.json")) return installed;
+        candidates.push_back(exe.parent_path().parent_path() / "share" / "qnext" / "models" / "demo");
+        candidates.push_back(exe.parent_path().parent_path() / "models" / "demo");
     }
-    return fs::path(QNEXT_SOURCE_DIR) / "models" / "demo";
+    candidates.push_back(fs::path(QNEXT_SOURCE_DIR) / "models" / "demo");
+    for (const auto& c : candidates)
+        if (fs::exists(c / "config.json")) return c;
+    return candidates.back();
+}
+
+fs::path make_temp_dir(const std::string& prefix) {
+    std::string tmpl = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory " + tmpl);
+    return tmpl;
 }
 
 Runtime::Runtime(boost::asio::io_context& io, RuntimeOptions options) : io_(io), options_(std::move(options)) {

@@ -19,8 +19,12 @@ struct ModelFolder;
 
 namespace qnext::agent {
 
-// The model used when --model is not given: the demo model shipped in models/demo.
+// The model used when --model is not given: the demo model (models/demo) of the installed share dir, of the
+// build tree beside the binary, or of the source tree, whichever has a config.json first (else the last).
 std::filesystem::path default_model_dir();
+
+// A new private directory under the system temp dir, named <prefix>-XXXXXX (mkdtemp). Throws when it fails.
+std::filesystem::path make_temp_dir(const std::string& prefix);
 
 struct RuntimeOptions {
     std::optional<std::filesystem::path> model_dir;  // default: default_model_dir()

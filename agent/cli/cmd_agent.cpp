@@ -73,12 +73,6 @@ struct RunFlags {
     BackendFlags backend;
 };
 
-fs::path make_temp_workspace() {
-    std::string tmpl = (fs::temp_directory_path() / "qnext-ws-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary workspace in /tmp");
-    return tmpl;
-}
-
 std::unique_ptr<tools::ToolRegistry> make_registry(const agent::Task& task, const fs::path& workspace,
                                                    bool sandbox_none, bool verbose) {
     tools::RegistryOptions ro;
@@ -100,7 +94,7 @@ int run_task(const RunFlags& f, bool quiet) {
     agent::Task task = agent::load_task(f.task_file);
     fs::path workspace = !f.workspace.empty() ? fs::path(f.workspace)
                          : task.workspace      ? *task.workspace
-                                               : make_temp_workspace();
+                                               : agent::make_temp_dir("qnext-ws");
     fs::create_directories(workspace);
     for (const auto& [path, content] : task.files) {
         fs::path p = workspace / path;

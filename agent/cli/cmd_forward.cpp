@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "agent/cli/commands.h"
+#include "agent/runtime.h"
 #include "agent/constrain/constrain.h"
 #include "kernels/backend.h"
 #include "model/chat_template.h"
@@ -43,14 +44,9 @@ fs::path resolve_model_dir(const std::string& given) {
         if (!fs::is_directory(given)) throw std::runtime_error("model folder '" + given + "' does not exist");
         return given;
     }
-    std::vector<fs::path> candidates;
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) candidates.push_back(exe.parent_path().parent_path() / "models" / "demo");
-    candidates.push_back(fs::path(QNEXT_SOURCE_DIR) / "models" / "demo");
-    for (const auto& c : candidates)
-        if (fs::exists(c / "config.json")) return c;
-    throw std::runtime_error("no --model given and the default model folder " + candidates.back().string() +
+    const fs::path dir = agent::default_model_dir();
+    if (fs::exists(dir / "config.json")) return dir;
+    throw std::runtime_error("no --model given and the default model folder " + dir.string() +
                              " has no config.json (train the demo model with tests/reference/demo_model, or pass --model DIR)");
 }
 
@@ -236,11 +232,7 @@ struct BenchArgs {
 // A temporary folder removed on scope exit (random bf16 checkpoint for --config).
 struct TempDir {
     fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "qnext-bench-XXXXXX").string();
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory");
-        path = tmpl;
-    }
+    TempDir() : path(agent::make_temp_dir("qnext-bench")) {}
     ~TempDir() {
         std::error_code ec;
         fs::remove_all(path, ec);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/cli/commands.h"
+#include "agent/runtime.h"
 #include "sandbox/sandbox.h"
 
 namespace qnext::cli {
@@ -22,11 +23,7 @@ namespace fs = std::filesystem;
 // A private temporary directory removed on scope exit (the default workspace).
 class TempDir {
 public:
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "qnext-sandbox-XXXXXX").string();
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("sandbox: cannot create a temporary workspace");
-        path_ = tmpl;
-    }
+    TempDir() : path_(agent::make_temp_dir("qnext-sandbox")) {}
     ~TempDir() {
         std::error_code ec;
         fs::remove_all(path_, ec);

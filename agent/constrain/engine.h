@@ -15,10 +15,15 @@
 //   stack. A mask is then: OR of cached bitsets + a walk over a few dozen suffix-trie nodes.
 // * The frame caches are filled eagerly when the grammar is compiled (so there is no first-visit
 //   spike at generation time) and the string/number rules shared between properties are computed once.
+// * Length-bounded strings (maxLength 200 = 200 positions, each a near-full trie walk of ~5 ms) are
+//   not walked per position: one walk of the plain string body, shared by all grammars of a vocabulary,
+//   records per token how many characters it spends (or after how many it closes the string, and the
+//   bytes after the quote); each position's entry is then a prefix of that table (compute_counted_entries).
 //
 // Not thread-safe on its own: Grammar wraps it with a mutex.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,7 +39,12 @@ public:
     static constexpr int32_t kSentinel = -2;  // parent of the base frame in a per-frame (local) walk
     static constexpr int32_t kDead = 0;       // the empty configuration
 
-    Engine(CompiledRules rules, VocabularyPtr vocab);
+    struct Options {
+        bool derive_counted_strings = true;   // off: walk the trie per position (tests compare both)
+        bool share_leaf_rules = true;         // off: no vocabulary-wide leaf-rule cache
+    };
+    Engine(CompiledRules rules, VocabularyPtr vocab) : Engine(std::move(rules), std::move(vocab), Options{}) {}
+    Engine(CompiledRules rules, VocabularyPtr vocab, Options opts);
 
     // Configuration at the start of the grammar.
     int32_t initial() const { return initial_; }
@@ -67,9 +77,11 @@ private:
         bool popped = false;          // the base frame of a local walk ended here
     };
     struct MaskEntry {
-        std::vector<uint32_t> bits;   // accepted tokens as a bitset, or ...
-        std::vector<int32_t> ids;     // ... as a list when there are few of them
-        ByteTrie suffixes;            // uncertain tokens: bytes left after the frame's rule ended
+        // accepted tokens as a bitset, or as a list when there are few of them (shared between
+        // entries with equal sets, e.g. the positions of a long bounded string)
+        std::shared_ptr<const std::vector<uint32_t>> bits;
+        std::vector<int32_t> ids;
+        std::shared_ptr<const ByteTrie> suffixes;   // uncertain tokens: bytes left after the frame's rule ended
         bool computed = false;
     };
 
@@ -80,9 +92,17 @@ private:
     MaskEntry& entry(int32_t rule, int32_t state);
     void compute_entry(int32_t rule, int32_t state, MaskEntry& e);
     int32_t parent_config(int32_t parent_stack);
+    void compute_counted_entries(int32_t rule);
+    std::string leaf_key(int32_t rule) const;
+    void compute_rule_entries(int32_t rule);
+    struct StringTable;
+    static std::shared_ptr<const StringTable> string_table(const VocabularyPtr& vocab);
+    struct StringTableState;
+    void walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out);
 
     CompiledRules g_;
     VocabularyPtr vocab_;
+    Options opts_;
     size_t width_;                                // symbols per row
     std::vector<Frame> frames_;
     std::unordered_map<uint64_t, int32_t> frame_ids_;
@@ -91,8 +111,11 @@ private:
     std::vector<int32_t> rows_;                   // [configs x width], -1 = not computed yet
     std::vector<size_t> rule_offset_;             // first frame-cache index of each rule
     std::vector<MaskEntry> entries_;
+    std::vector<char> leaf_;                      // per rule: no calls (entries shareable across grammars)
+    std::vector<char> rule_done_;                 // per leaf rule: all entries computed (or taken from the cache)
     std::unordered_map<int32_t, int32_t> parent_configs_;
     std::vector<int32_t> walk_;                   // per-depth configurations during trie walks
+    std::vector<uint32_t> scratch_bits_;          // accepted-token bitset of the entry being computed
     int32_t initial_ = 0;
 };
 

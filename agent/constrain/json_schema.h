@@ -54,11 +54,13 @@ private:
     json resolve(const json& s, const std::string& path);
     int32_t string_rule();
     int32_t any_rule();
+    int32_t counted_string_rule(int32_t min, int32_t max);
 
     RuleSet& rules_;
     const json* root_ = nullptr;
     std::map<std::string, int32_t> memo_;
     std::map<std::string, int32_t> refs_;
+    std::map<std::pair<int32_t, int32_t>, int32_t> counted_rules_;
     int32_t string_rule_ = -1, any_rule_ = -1;
 };
 

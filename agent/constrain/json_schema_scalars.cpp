@@ -112,9 +112,11 @@ void emit_int_range(Nfa& nfa, int32_t from, int32_t to, int64_t lo, int64_t hi) 
 }
 
 const char* format_regex(const std::string& f) {
-    // Dates: month lengths exact, February up to 28 (29 needs leap-year logic), years 1000-2999.
-#define QN_DATE \
-    "[12]\\d{3}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))"
+    // Dates: years 1000-2999, month lengths exact, February 29 only in leap years (divisible by 4, and
+    // centuries only when divisible by 400).
+#define QN_DATE                                                                                              \
+    "(?:[12]\\d{3}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))" \
+    "|(?:[12]\\d(?:0[48]|[2468][048]|[13579][26])|(?:12|16|20|24|28)00)-02-29)"
 #define QN_TIME "(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,6})?(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)"
 #define QN_LABEL "[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"
     if (f == "date") return "^" QN_DATE "$";
@@ -201,11 +203,23 @@ void JsonSchemaCompiler::emit_string(Nfa& nfa, int32_t from, int32_t to, const j
     if (mx >= 0 && mx < mn) throw SchemaError(path, "maxLength", "maxLength < minLength");
     if (mn > 1000 || mx > 1000) throw SchemaError(path, mx > 1000 ? "maxLength" : "minLength",
                                                   "length bounds above 1000 are not supported");
+    nfa.call(from, counted_string_rule(static_cast<int32_t>(mn), static_cast<int32_t>(mx)), to);
+}
+
+// '"', mn..mx characters (mx < 0: no upper bound), '"': one rule per bound pair, marked so that the engine
+// derives its per-position mask entries from a vocabulary-wide table (engine.h) instead of one trie walk each.
+int32_t JsonSchemaCompiler::counted_string_rule(int32_t mn, int32_t mx) {
+    auto it = counted_rules_.find({mn, mx});
+    if (it != counted_rules_.end()) return it->second;
+    const int32_t rule = rules_.declare("string{" + std::to_string(mn) + "," + (mx < 0 ? "" : std::to_string(mx)) + "}");
+    counted_rules_.emplace(std::make_pair(mn, mx), rule);
+    rules_.mark_counted_string(rule, CountedString{mn, mx});
+    Nfa& nfa = rules_.nfa(rule);
     int32_t cur = nfa.add_state();
-    nfa.range(from, '"', '"', cur);
+    nfa.range(nfa.start, '"', '"', cur);
     int32_t close = nfa.add_state();
-    nfa.range(close, '"', '"', to);
-    for (int64_t i = 0; i < mn; ++i) {
+    nfa.range(close, '"', '"', nfa.final_state);
+    for (int32_t i = 0; i < mn; ++i) {
         int32_t next = nfa.add_state();
         detail::emit_plain_string_char(nfa, cur, next);
         cur = next;
@@ -213,15 +227,16 @@ void JsonSchemaCompiler::emit_string(Nfa& nfa, int32_t from, int32_t to, const j
     if (mx < 0) {
         detail::emit_plain_string_char(nfa, cur, cur);
         nfa.epsilon(cur, close);
-        return;
+        return rule;
     }
-    for (int64_t i = mn; i < mx; ++i) {
+    for (int32_t i = mn; i < mx; ++i) {
         nfa.epsilon(cur, close);
         int32_t next = nfa.add_state();
         detail::emit_plain_string_char(nfa, cur, next);
         cur = next;
     }
     nfa.epsilon(cur, close);
+    return rule;
 }
 
 namespace {

@@ -39,24 +39,33 @@ namespace {
 
 using StateSet = std::vector<int32_t>;
 
-StateSet eps_closure(const Nfa& nfa, StateSet set) {
-    std::vector<char> seen(nfa.num_states(), 0);
-    for (int32_t s : set) seen[static_cast<size_t>(s)] = 1;
-    for (size_t i = 0; i < set.size(); ++i)
-        for (int32_t t : nfa.eps[static_cast<size_t>(set[i])])
-            if (!seen[static_cast<size_t>(t)]) {
-                seen[static_cast<size_t>(t)] = 1;
-                set.push_back(t);
-            }
-    std::sort(set.begin(), set.end());
-    return set;
-}
+// Epsilon closure; `seen` is a per-NFA scratch of visit stamps (no allocation per call).
+struct Closer {
+    const Nfa& nfa;
+    std::vector<uint32_t> seen;
+    uint32_t stamp = 0;
+    explicit Closer(const Nfa& n) : nfa(n), seen(n.num_states(), 0) {}
+    StateSet operator()(StateSet set) {
+        ++stamp;
+        for (int32_t s : set) seen[static_cast<size_t>(s)] = stamp;
+        for (size_t i = 0; i < set.size(); ++i)
+            for (int32_t t : nfa.eps[static_cast<size_t>(set[i])])
+                if (seen[static_cast<size_t>(t)] != stamp) {
+                    seen[static_cast<size_t>(t)] = stamp;
+                    set.push_back(t);
+                }
+        std::sort(set.begin(), set.end());
+        set.erase(std::unique(set.begin(), set.end()), set.end());
+        return set;
+    }
+};
 
 // Subset construction over symbols and call labels. Call edges are labels like symbols: two NFA
 // states calling the same rule share one DFA transition.
 DfaRule determinize(const Nfa& nfa, const std::string& name) {
     DfaRule out;
     out.name = name;
+    Closer eps_closure(nfa);
     std::map<StateSet, int32_t> ids;
     std::vector<StateSet> sets;
     auto intern = [&](StateSet s) {
@@ -67,7 +76,7 @@ DfaRule determinize(const Nfa& nfa, const std::string& name) {
         }
         return it->second;
     };
-    intern(eps_closure(nfa, {nfa.start}));
+    intern(eps_closure({nfa.start}));
     for (size_t i = 0; i < sets.size(); ++i) {
         const StateSet cur = sets[i];
         DfaState st;
@@ -90,13 +99,13 @@ DfaRule determinize(const Nfa& nfa, const std::string& name) {
                 for (const SymRange& e : nfa.edges[static_cast<size_t>(s)])
                     if (e.lo <= lo && e.hi >= hi) targets.push_back(e.to);
             if (targets.empty()) continue;
-            int32_t to = intern(eps_closure(nfa, std::move(targets)));
+            int32_t to = intern(eps_closure(std::move(targets)));
             if (!st.edges.empty() && st.edges.back().to == to && st.edges.back().hi + 1 == lo)
                 st.edges.back().hi = static_cast<uint16_t>(hi);
             else
                 st.edges.push_back({static_cast<uint16_t>(lo), static_cast<uint16_t>(hi), to});
         }
-        for (auto& [rule, targets] : calls) st.calls.push_back({rule, intern(eps_closure(nfa, targets))});
+        for (auto& [rule, targets] : calls) st.calls.push_back({rule, intern(eps_closure(targets))});
         out.states[i] = std::move(st);
     }
     return out;
@@ -296,7 +305,10 @@ CompiledRules compile_rules(const RuleSet& rules, int32_t root) {
     g.token_terminals = rules.token_terminals();
     g.rules.reserve(rules.size());
     for (size_t r = 0; r < rules.size(); ++r)
+    {
         g.rules.push_back(determinize(rules.nfa(static_cast<int32_t>(r)), rules.name(static_cast<int32_t>(r))));
+        if (const CountedString* c = rules.counted_string(static_cast<int32_t>(r))) g.rules.back().counted = *c;
+    }
     prune(g);
     std::vector<std::vector<char>> state_nullable;
     std::vector<char> nullable = nullable_rules(g, state_nullable);

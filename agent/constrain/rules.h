@@ -10,6 +10,8 @@
 #pragma once
 #include <bitset>
 #include <deque>
+#include <map>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -63,6 +65,14 @@ public:
     std::vector<std::vector<Call>> calls;
 };
 
+// A rule that is exactly a JSON string with a length bound: '"', between `min` and `max` (-1: no upper
+// bound) characters in the syntax of the shared "string" rule, '"'. The engine derives the mask entries of
+// its per-position states from one vocabulary-wide table instead of walking the trie once per position
+// (see Engine::compute_counted_entries).
+struct CountedString {
+    int32_t min = 0, max = -1;
+};
+
 class RuleSet {
 public:
     // Declares a rule (so that it can be called before it is defined, e.g. for recursion).
@@ -74,9 +84,15 @@ public:
     // Symbol for an added token, allocated on first use.
     int token_symbol(int32_t token_id);
     const std::vector<int32_t>& token_terminals() const { return tokens_; }
+    void mark_counted_string(int32_t rule, CountedString c) { counted_[rule] = c; }
+    const CountedString* counted_string(int32_t rule) const {
+        auto it = counted_.find(rule);
+        return it == counted_.end() ? nullptr : &it->second;
+    }
 
 private:
     std::deque<Nfa> rules_;   // deque: references stay valid while rules are added
+    std::map<int32_t, CountedString> counted_;
     std::vector<std::string> names_;
     std::vector<int32_t> tokens_;
 };
@@ -89,6 +105,7 @@ struct DfaState {
 struct DfaRule {
     std::string name;
     std::vector<DfaState> states;  // state 0 is the start
+    std::optional<CountedString> counted;
 };
 
 struct CompiledRules {

@@ -147,6 +147,10 @@ TEST(JsonSchema, PatternAndFormats) {
     auto date = G(R"({"type": "string", "format": "date"})");
     EXPECT_TRUE(accepts(date, R"("2024-02-28")"));
     EXPECT_TRUE(accepts(date, R"("1999-12-31")"));
+    for (const char* leap : {R"("2024-02-29")", R"("2000-02-29")", R"("1600-02-29")", R"("1996-02-29")"})
+        EXPECT_TRUE(accepts(date, leap)) << leap;
+    for (const char* not_leap : {R"("2023-02-29")", R"("1900-02-29")", R"("2100-02-29")", R"("2022-02-29")"})
+        EXPECT_FALSE(accepts(date, not_leap)) << not_leap;
     for (const char* bad : {R"("2024-02-30")", R"("2024-13-01")", R"("2024-04-31")", R"("24-01-01")"})
         EXPECT_FALSE(accepts(date, bad)) << bad;
     EXPECT_TRUE(accepts(G(R"({"type": "string", "format": "date-time"})"), R"("2024-05-06T07:08:09.123Z")"));

@@ -9,8 +9,11 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 
 #include "agent/constrain/constrain.h"
+#include "agent/constrain/engine.h"
+#include "agent/constrain/json_schema.h"
 #include "agent/constrain/random_completion.h"
 #include "model/tokenizer.h"
 #include "tests/constrain/schema_validator.h"
@@ -143,6 +146,51 @@ TEST(ToolCallProperty, EveryModeProducesValidCalls) {
                 if (mode.choice == "get_weather" && e.kind == ToolCallEvent::Kind::CallStart) {
                     EXPECT_EQ(e.name, "get_weather");
                 }
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace qnext::constrain
+
+namespace qnext::constrain {
+namespace {
+
+// Length-bounded strings: the entries derived from the vocabulary-wide string table (engine.h) give the
+// same masks as walking the trie at every position, along random paths through escapes, multi-byte UTF-8
+// and the bounds themselves, on the real vocabulary.
+TEST(CountedStrings, DerivedMasksEqualTrieWalks) {
+    auto vocab = qwen_vocab();
+    for (const char* schema : {R"({"type": "string", "maxLength": 12})", R"({"type": "string", "minLength": 3, "maxLength": 30})",
+                               R"({"type": "string", "minLength": 5})",
+                               R"({"type": "object", "properties": {"a": {"type": "string", "maxLength": 7}}, "required": ["a"]})"}) {
+        RuleSet rules;
+        JsonSchemaCompiler compiler(rules);
+        const json doc = json::parse(schema);
+        const int32_t root = compiler.compile(doc, doc, "");
+        Engine derived(compile_rules(rules, root), vocab);
+        Engine walked(compile_rules(rules, root), vocab, Engine::Options{false, false});
+        std::vector<uint32_t> a(vocab->mask_words()), b(vocab->mask_words());
+        std::mt19937_64 rng(7);
+        for (int run = 0; run < 25; ++run) {
+            int32_t ca = derived.initial(), cb = walked.initial();
+            for (int step = 0; step < 40 && derived.has_continuation(ca); ++step) {
+                derived.fill_mask(ca, a.data(), a.size());
+                walked.fill_mask(cb, b.data(), b.size());
+                ASSERT_EQ(a, b) << schema << " run " << run << " step " << step;
+                std::vector<int32_t> allowed;
+                for (size_t w = 0; w < a.size(); ++w)
+                    for (uint32_t x = a[w]; x; x &= x - 1) {
+                        const int32_t id = static_cast<int32_t>(w * 32 + static_cast<size_t>(__builtin_ctz(x)));
+                        if (!vocab->is_added(id)) allowed.push_back(id);
+                    }
+                if (allowed.empty()) break;
+                const int32_t tok = allowed[rng() % allowed.size()];
+                ca = derived.advance_token(ca, tok);
+                cb = walked.advance_token(cb, tok);
+                ASSERT_NE(ca, Engine::kDead);
+                ASSERT_NE(cb, Engine::kDead);
             }
         }
     }

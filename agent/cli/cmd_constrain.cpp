@@ -59,6 +59,8 @@ void run_bench(const BenchArgs& a) {
     const std::string seq_path = a.out_dir + "/qnext_constrain_sequences.jsonl";
     std::ofstream seq(seq_path);
     std::vector<double> compile_ms, mask_us;
+    double slowest_ms = 0;
+    std::string slowest;
     size_t incomplete = 0;
     cs::RandomCompleter sampler(vocab);
     // 20-tool set first, in a fresh process: the first compile is cold (it also builds the vocabulary-wide
@@ -83,6 +85,7 @@ void run_bench(const BenchArgs& a) {
         auto c0 = std::chrono::steady_clock::now();
         cs::Grammar g = cs::Grammar::from_json_schema(e["schema"], vocab);
         compile_ms.push_back(ms_since(c0));
+        if (compile_ms.back() >= slowest_ms) slowest_ms = compile_ms.back(), slowest = e["name"].get<std::string>();
         for (int i = 0; i < a.samples; ++i) {
             cs::Matcher m(g);
             auto r = sampler.run(m, a.seed * 7919 + static_cast<uint64_t>(i), 512, 48, /*time_masks=*/true);
@@ -126,6 +129,7 @@ void run_bench(const BenchArgs& a) {
     std::printf("%-34s %14s %16s\n", "masks timed", std::to_string(mask_us.size()).c_str(), hx ? std::to_string(xg_mask.size()).c_str() : "-");
     std::printf("%-34s %14s %16s\n", "schema compile p50 (ms)", col(true, pct(compile_ms, 50), "%.2f").c_str(), col(hx, pct(xg_compile, 50), "%.2f").c_str());
     std::printf("%-34s %14s %16s\n", "schema compile max (ms)", col(true, pct(compile_ms, 100), "%.2f").c_str(), col(hx, pct(xg_compile, 100), "%.2f").c_str());
+    if (!slowest.empty()) std::printf("%-34s %14s\n", "  slowest schema", slowest.c_str());
     std::printf("%-34s %14s %16s\n", "20-tool set compile, cold (ms)", col(true, tool_cold_ms, "%.1f").c_str(),
                 col(hx, hx ? xg["tool20_compile_ms"].get<double>() : 0, "%.1f").c_str());
     std::printf("%-34s %14s %16s\n", "20-tool set, other tool_choice (ms)", col(true, pct(tool_ms, 50), "%.1f").c_str(), "-");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -15,6 +16,9 @@ namespace qnext::constrain {
 namespace {
 constexpr size_t kListThreshold = 2048;   // accepted sets up to this size are stored as id lists
 constexpr size_t kMaxClosure = 200000;    // guard against runaway closures
+// precompute(): states of non-leaf rules taking at most this many distinct first bytes (key literals,
+// punctuation) are left to their first visit, where the walk costs tens of microseconds.
+constexpr size_t kLazyMaxFirstBytes = 8;
 
 std::string config_key(const std::vector<int32_t>& stacks, bool complete, bool popped) {
     std::string k(stacks.size() * sizeof(int32_t) + 1, '\0');
@@ -308,9 +312,17 @@ void Engine::walk_string_state(int32_t rule, int32_t from, int32_t body, StringT
             out.full.push_back({chars[d] + (c == base ? 0 : 1), *id, {}});
         ++i;
     }
-    auto by_chars = [](const StringTable::Item& a, const StringTable::Item& b) { return a.chars < b.chars; };
-    std::stable_sort(out.full.begin(), out.full.end(), by_chars);
-    std::stable_sort(out.close.begin(), out.close.end(), by_chars);
+    auto by_chars = [](std::vector<StringTable::Item>& items) {   // counting sort: chars <= max token length
+        std::vector<std::vector<StringTable::Item>> buckets;
+        for (auto& it : items) {
+            if (static_cast<size_t>(it.chars) >= buckets.size()) buckets.resize(static_cast<size_t>(it.chars) + 1);
+            buckets[static_cast<size_t>(it.chars)].push_back(std::move(it));
+        }
+        items.clear();
+        for (auto& b : buckets) std::move(b.begin(), b.end(), std::back_inserter(items));
+    };
+    by_chars(out.full);
+    by_chars(out.close);
 }
 
 // Entries of a counted-string rule without walking the trie per state. Every state after the opening
@@ -567,6 +579,19 @@ void Engine::precompute_all() {
     for (size_t r = 0; r < g_.rules.size(); ++r)
         for (size_t s = 0; s < g_.rules[r].states.size(); ++s)
             if (!g_.rules[r].states[s].edges.empty()) entry(static_cast<int32_t>(r), static_cast<int32_t>(s));
+}
+
+void Engine::precompute() {
+    for (size_t r = 0; r < g_.rules.size(); ++r) {
+        const auto& states = g_.rules[r].states;
+        for (size_t s = 0; s < states.size(); ++s) {
+            size_t first_bytes = 0;
+            for (const SymRange& e : states[s].edges)
+                if (e.lo < kByteSymbols) first_bytes += std::min<size_t>(e.hi, kByteSymbols - 1) - e.lo + 1u;
+            if (first_bytes > kLazyMaxFirstBytes || (leaf_[r] && !states[s].edges.empty()))
+                entry(static_cast<int32_t>(r), static_cast<int32_t>(s));
+        }
+    }
 }
 
 size_t Engine::cache_bytes() const {

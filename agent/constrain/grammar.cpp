@@ -18,7 +18,7 @@ struct Grammar::Impl {
 namespace {
 Grammar finish(RuleSet& rules, int32_t root, VocabularyPtr vocab) {
     auto impl = std::make_shared<Grammar::Impl>(compile_rules(rules, root), std::move(vocab));
-    impl->engine.precompute_all();
+    impl->engine.precompute();
     return Grammar(std::move(impl));
 }
 }  // namespace

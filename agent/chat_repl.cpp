@@ -19,6 +19,11 @@
 
 namespace qnext::agent {
 
+namespace {
+volatile std::sig_atomic_t g_prompt_interrupted = 0;
+extern "C" void on_prompt_sigint(int) { g_prompt_interrupted = 1; }
+}  // namespace
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -77,11 +82,26 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
     }
     EventPrinter printer(false);
     int turn = 0;
+    std::vector<std::string> history;   // our copy, to restore libedit's after an interrupt
     for (;;) {
-        std::signal(SIGINT, SIG_IGN);  // at the prompt Ctrl-C does nothing; Ctrl-D quits
+        // At the prompt Ctrl-C abandons the line being typed (libedit then returns NULL, as for Ctrl-D,
+        // so the flag tells them apart); Ctrl-D quits.
+        g_prompt_interrupted = 0;
+        struct sigaction sa {};
+        sa.sa_handler = on_prompt_sigint;   // no SA_RESTART: an interrupted read returns, also before libedit
+        sigemptyset(&sa.sa_mask);           // has switched the terminal to raw mode
+        sigaction(SIGINT, &sa, nullptr);
         char* raw = tty ? readline("> ") : nullptr;
         std::string line;
         if (tty) {
+            if (!raw && g_prompt_interrupted) {
+                // libedit leaves its line state half-reset after an interrupted read (a later Ctrl-D
+                // would be ignored): start it afresh and put the history back.
+                rl_initialize();
+                for (const std::string& h : history) add_history(h.c_str());
+                std::fputs("\n", stderr);
+                continue;
+            }
             if (!raw) break;
             line = raw;
             std::free(raw);
@@ -92,7 +112,10 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
             while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
         }
         if (line.empty()) continue;
-        if (tty) add_history(line.c_str());
+        if (tty) {
+            add_history(line.c_str());
+            history.push_back(line);
+        }
         try {
             if (line == "/quit" || line == "/exit") break;
             if (line == "/help") {

@@ -79,7 +79,8 @@ int run_agent_bench(const AgentBenchOptions& o) {
         messages.push_back(ojson{{"role", "user"}, {"content", user}});
         req.messages = messages;
         GenerationResult r = generate(io, *reuse, req);
-        GenerationResult n = generate(io, *full, req);
+        GenerationResult n;
+        if (o.no_reuse_baseline) n = generate(io, *full, req);
         // The fresh prompt: only this turn's message, on an empty state.
         GenerationRequest only = req;
         only.messages = ojson::array({messages.back()});

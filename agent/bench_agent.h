@@ -13,6 +13,7 @@ struct AgentBenchOptions {
     int64_t history_tokens = 8192;                   // grow the conversation to about this many tokens
     int64_t turn_tokens = 512;                       // new user tokens per turn
     int answer_tokens = 8;                           // generated tokens per turn
+    bool no_reuse_baseline = true;                   // also time every turn re-prefilled from scratch
     bool quiet = false;
 };
 

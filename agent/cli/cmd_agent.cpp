@@ -187,6 +187,8 @@ void add_agent_commands(Context& ctx) {
     bench->add_option("--model", *bench_model, "model folder (default: the demo model)");
     bench->add_option("--history", bench_flags->history_tokens, "grow the conversation to this many tokens (8192)");
     bench->add_option("--turn-tokens", bench_flags->turn_tokens, "new user tokens per turn (512)");
+    bench->add_flag("!--skip-no-reuse", bench_flags->no_reuse_baseline,
+                    "skip the re-prefill-everything column (the ratio does not need it; saves time on big models)");
     bench->callback([bench_flags, bench_model, &ctx] {
         if (!bench_model->empty()) bench_flags->model_dir = *bench_model;
         bench_flags->quiet = ctx.quiet;

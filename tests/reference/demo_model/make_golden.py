@@ -1,13 +1,15 @@
 """Golden data for the C++ forward pass on the demo model, from HF transformers (pinned, see requirements.txt).
 
-For two held-out transcripts (one Instruct, one Thinking) it stores, in one safetensors file:
-  <name>.ids          int32 [T]      the tokenized transcript (starts with the shared tool-declaration prefix)
-  <name>.positions    int32 [N]      positions where logits are kept (every 40th, plus the last 12)
-  <name>.logits       f32   [N, V]   HF logits there: fp32 forward of the bf16 weights, full-sequence prefill
+For two held-out transcripts (one Instruct, one Thinking) it stores, in one safetensors file (f32 only, so the
+product's own safetensors reader loads it):
+  <name>.logits       f32   [N, V]   HF logits at `positions`: fp32 forward of the bf16 weights, full prefill
   <name>.mtp_logits   f32   [N, V]   MTP head logits there (input: hidden(p) after model.norm, token p+1;
                                      predicts token p+2; rows with p+1 >= T are zero)
-  <name>.prompt_ids   int32 [P]      the transcript's first user turn + generation prompt
-  <name>.greedy_ids   int32 [<=32]   HF greedy continuation (generate, do_sample=False), stops after <|im_end|>
+and in the .json next to it, per name:
+  ids          the tokenized transcript (starts with the shared tool-declaration prefix)
+  positions    where logits are kept (every 40th, plus the last 12)
+  prompt_ids   the transcript's first user turn + generation prompt
+  greedy_ids   HF greedy continuation (generate, do_sample=False, <= 32 tokens), stops after <|im_end|>
 
   python3 make_golden.py --model models/demo --tasks tests/data/demo/heldout_tasks.jsonl \
       --out tests/data/demo/golden_hf.safetensors
@@ -63,21 +65,17 @@ def main():
         pids = tok.encode(prompt, add_special_tokens=False).ids
         g = model.generate(torch.tensor([pids]), do_sample=False, max_new_tokens=32, eos_token_id=eos,
                            pad_token_id=tok.token_to_id("<|endoftext|>"))[0, len(pids):]
-        out[f"{name}.ids"] = torch.tensor(ids, dtype=torch.int32)
-        out[f"{name}.positions"] = torch.tensor(pos, dtype=torch.int32)
         out[f"{name}.logits"] = logits[pos].float().contiguous()
         out[f"{name}.mtp_logits"] = mlogits[pos].float().contiguous()
-        out[f"{name}.prompt_ids"] = torch.tensor(pids, dtype=torch.int32)
-        out[f"{name}.greedy_ids"] = g.to(torch.int32).contiguous()
-        meta[name] = {"task": task["id"], "tokens": t, "positions": len(pos),
-                      "greedy_text": tok.decode(g.tolist(), skip_special_tokens=False)}
-        print(name, meta[name], flush=True)
+        meta[name] = {"task": task["id"], "tokens": t, "greedy_text": tok.decode(g.tolist(), skip_special_tokens=False),
+                      "ids": ids, "positions": pos, "prompt_ids": pids, "greedy_ids": g.tolist()}
+        print(name, {k: v for k, v in meta[name].items() if not k.endswith("ids")}, flush=True)
     import tokenizers
     import transformers
     save_file(out, args.out, metadata={"transformers": transformers.__version__, "torch": torch.__version__,
                                        "tokenizers": tokenizers.__version__, "note": "fp32 forward of bf16 weights"})
     with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1, ensure_ascii=False)
+        json.dump(meta, f, ensure_ascii=False)
         f.write("\n")
 
 

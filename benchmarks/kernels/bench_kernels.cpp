@@ -205,6 +205,23 @@ int main(int argc, char** argv) {
                             t * 1e3, 2.0 * static_cast<double>(kc.size() * 4) / t / 1e9);
             }
         }
+        {  // attention prefill: 512 new tokens after a history, same shapes (the TTFT of a later agent turn)
+            const int64_t Hq = 16, Hkv = 2, D = 256, T = 512;
+            for (int64_t past : {int64_t{0}, int64_t{3072}}) {
+                const int64_t ctx = past + T;
+                std::vector<float> kc(static_cast<size_t>(ctx * Hkv * D), 0.01f), q(static_cast<size_t>(T * Hq * D), 0.1f);
+                std::vector<float> out(static_cast<size_t>(T * Hq * D));
+                const Tensor K = Tensor::f32(kc.data(), {ctx, Hkv, D});
+                const double t = best_of(reps, [&] {
+                    attention(Tensor::f32(q.data(), {T, Hq, D}), K, K, past, 0.0625f, Tensor{},
+                              Tensor::f32(out.data(), {T, Hq, D}));
+                });
+                const double flops = 4.0 * static_cast<double>(Hq * D) * static_cast<double>(T) *
+                                     (static_cast<double>(past) + static_cast<double>(T + 1) / 2.0);
+                std::printf("attention prefill T=%lld past=%-5lld %8.3f ms (%.1f GFLOP/s)\n", static_cast<long long>(T),
+                            static_cast<long long>(past), t * 1e3, flops / t / 1e9);
+            }
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_kernels: error: %s\n", e.what());
         return 1;

@@ -1,8 +1,11 @@
 #include "agent/chat_repl.h"
 
 #include <editline/readline.h>
+#include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -22,6 +25,24 @@ namespace qnext::agent {
 namespace {
 volatile std::sig_atomic_t g_prompt_interrupted = 0;
 extern "C" void on_prompt_sigint(int) { g_prompt_interrupted = 1; }
+
+// libedit's character reader. Waiting in short poll() slices and checking the flag closes the race where
+// Ctrl-C lands while libedit is busy between two reads (the terminal has already flushed the typed-ahead
+// input, so a plain blocking read would wait for the next key).
+extern "C" int prompt_getc(FILE* in) {
+    const int fd = fileno(in);
+    for (;;) {
+        if (g_prompt_interrupted) return EOF;
+        pollfd p{fd, POLLIN, 0};
+        const int r = poll(&p, 1, 50);
+        if (r < 0 && errno != EINTR) return EOF;
+        if (r <= 0) continue;
+        unsigned char c;
+        const ssize_t n = read(fd, &c, 1);
+        if (n == 1) return c;
+        if (n == 0 || errno != EINTR) return EOF;
+    }
+}
 }  // namespace
 
 namespace fs = std::filesystem;
@@ -44,6 +65,13 @@ bool undo_last_exchange(ojson& messages) {
 }
 
 }  // namespace
+
+void block_sigint_in_new_threads() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o) {
     fs::path workspace = o.workspace;
@@ -78,7 +106,14 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
     if (tty) {
         std::fprintf(stderr, "qnext chat · %s · %zu tools · workspace %s\n%s", runtime.describe().c_str(),
                      executor.declarations().size(), workspace.string().c_str(), kHelp);
+        rl_getc_function = prompt_getc;   // before using_history(), which initialises libedit
         using_history();
+    }
+    {   // threads exist now (engine, tools); from here on SIGINT is this thread's
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     }
     EventPrinter printer(false);
     int turn = 0;
@@ -91,10 +126,12 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
         sa.sa_handler = on_prompt_sigint;   // no SA_RESTART: an interrupted read returns, also before libedit
         sigemptyset(&sa.sa_mask);           // has switched the terminal to raw mode
         sigaction(SIGINT, &sa, nullptr);
+        rl_getc_function = prompt_getc;
         char* raw = tty ? readline("> ") : nullptr;
         std::string line;
         if (tty) {
-            if (!raw && g_prompt_interrupted) {
+            if (g_prompt_interrupted) {   // whatever libedit returns then (NULL or the half-typed line) is dropped
+                std::free(raw);
                 // libedit leaves its line state half-reset after an interrupted read (a later Ctrl-D
                 // would be ignored): start it afresh and put the history back.
                 rl_initialize();

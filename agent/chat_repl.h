@@ -27,4 +27,9 @@ struct ChatOptions {
 // Runs until /quit or end of input; returns the process exit code.
 int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& options);
 
+// Blocks SIGINT in the calling thread, so that threads started afterwards (engine, tool runners) inherit
+// the block; run_chat unblocks it in its own thread. Then Ctrl-C is always delivered to the thread that
+// waits at the prompt (or runs the turn), never to a worker where it would not interrupt the line editor.
+void block_sigint_in_new_threads();
+
 }  // namespace qnext::agent

@@ -211,6 +211,7 @@ void add_agent_commands(Context& ctx) {
     chat_backend->add(chat);
     chat->callback([chat_flags, chat_backend, &ctx] {
         boost::asio::io_context io;
+        agent::block_sigint_in_new_threads();   // Ctrl-C must reach the prompt's thread, not the engine's
         agent::Runtime runtime(io, chat_backend->options(std::nullopt, ctx.quiet));
         int code = agent::run_chat(io, runtime, *chat_flags);
         if (code != 0) throw ExitCode{code};

@@ -156,26 +156,31 @@ int32_t Engine::advance_token(int32_t config, int32_t token) {
     return config;
 }
 
-namespace {
-// Leaf rules (no calls: strings, formats, patterns, numbers, enums) have mask entries that depend only on
-// their automaton, the FOLLOW set and the vocabulary, so they are shared by every grammar of a vocabulary
-// (a tool set compiled again for another tool_choice, or sharing a "format": "email" field with another).
-struct LeafCache {
+// Per-vocabulary data shared by every grammar of that vocabulary (and guarded by its own mutex):
+// * the plain-string token table behind counted strings (built on first use);
+// * the mask entries of leaf rules (no calls: strings, formats, patterns, numbers, enums), which depend only
+//   on their automaton, the FOLLOW set and the vocabulary (a tool set compiled again for another tool_choice,
+//   or a "format": "email" field shared with another tool).
+struct Engine::VocabCache {
     std::mutex mu;
-    std::unordered_map<std::string, std::shared_ptr<const void>> rules;   // key -> vector<MaskEntry>
+    std::shared_ptr<const StringTable> strings;
+    std::unordered_map<std::string, std::shared_ptr<const std::vector<MaskEntry>>> leaf_rules;
 };
-std::shared_ptr<LeafCache> leaf_cache(const VocabularyPtr& vocab) {
+
+namespace {
+constexpr size_t kLeafCacheRules = 1024;   // leaf_rules is cleared when it grows past this
+}  // namespace
+
+std::shared_ptr<Engine::VocabCache> Engine::vocab_cache(const VocabularyPtr& vocab) {
     static std::mutex mu;
-    static std::vector<std::pair<std::weak_ptr<const Vocabulary>, std::shared_ptr<LeafCache>>> caches;
+    static std::vector<std::pair<std::weak_ptr<const Vocabulary>, std::shared_ptr<VocabCache>>> caches;
     std::lock_guard<std::mutex> lock(mu);
     std::erase_if(caches, [](const auto& c) { return c.first.expired(); });
     for (const auto& [v, c] : caches)
         if (!v.owner_before(vocab) && !vocab.owner_before(v)) return c;
-    caches.emplace_back(vocab, std::make_shared<LeafCache>());
+    caches.emplace_back(vocab, std::make_shared<VocabCache>());
     return caches.back().second;
 }
-constexpr size_t kLeafCacheRules = 1024;   // cleared when it grows past this
-}  // namespace
 
 // Key of a leaf rule: its states (edges, accept) and FOLLOW set; empty if the rule calls others.
 std::string Engine::leaf_key(int32_t rule) const {
@@ -201,16 +206,15 @@ void Engine::compute_rule_entries(int32_t rule) {
     rule_done_[static_cast<size_t>(rule)] = 1;
     const std::string key = leaf_key(rule);
     const size_t at = rule_offset_[static_cast<size_t>(rule)], n = g_.rules[static_cast<size_t>(rule)].states.size();
-    std::shared_ptr<LeafCache> cache = key.empty() || !opts_.share_leaf_rules ? nullptr : leaf_cache(vocab_);
+    std::shared_ptr<VocabCache> cache = key.empty() || !opts_.share_leaf_rules ? nullptr : vocab_cache(vocab_);
     if (cache) {
-        std::shared_ptr<const void> hit;
+        std::shared_ptr<const std::vector<MaskEntry>> hit;
         {
             std::lock_guard<std::mutex> lock(cache->mu);
-            if (auto it = cache->rules.find(key); it != cache->rules.end()) hit = it->second;
+            if (auto it = cache->leaf_rules.find(key); it != cache->leaf_rules.end()) hit = it->second;
         }
         if (hit) {
-            const auto& saved = *static_cast<const std::vector<MaskEntry>*>(hit.get());
-            std::copy(saved.begin(), saved.end(), entries_.begin() + static_cast<ptrdiff_t>(at));
+            std::copy(hit->begin(), hit->end(), entries_.begin() + static_cast<ptrdiff_t>(at));
             return;
         }
     }
@@ -224,8 +228,8 @@ void Engine::compute_rule_entries(int32_t rule) {
         auto saved = std::make_shared<const std::vector<MaskEntry>>(entries_.begin() + static_cast<ptrdiff_t>(at),
                                                                     entries_.begin() + static_cast<ptrdiff_t>(at + n));
         std::lock_guard<std::mutex> lock(cache->mu);
-        if (cache->rules.size() >= kLeafCacheRules) cache->rules.clear();
-        cache->rules.emplace(key, std::move(saved));
+        if (cache->leaf_rules.size() >= kLeafCacheRules) cache->leaf_rules.clear();
+        cache->leaf_rules.emplace(key, std::move(saved));
     }
 }
 
@@ -258,20 +262,13 @@ struct Engine::StringTable {
 };
 
 std::shared_ptr<const Engine::StringTable> Engine::string_table(const VocabularyPtr& vocab) {
-    static std::mutex mu;
-    static std::vector<std::pair<std::weak_ptr<const Vocabulary>, std::shared_ptr<const StringTable>>> cache;
-    std::lock_guard<std::mutex> lock(mu);
-    std::erase_if(cache, [](const auto& c) { return c.first.expired(); });
-    for (const auto& [v, t] : cache)
-        if (!v.owner_before(vocab) && !vocab.owner_before(v)) return t;
-    // A one-rule grammar '"' body* '"' in exactly the syntax of the schema compiler's strings.
+    const std::shared_ptr<VocabCache> cache = vocab_cache(vocab);
+    std::lock_guard<std::mutex> lock(cache->mu);
+    if (cache->strings) return cache->strings;
+    // A one-rule grammar: a string in exactly the syntax of the schema compiler's strings.
     RuleSet rs;
     const int32_t rule = rs.declare("string");
-    Nfa& nfa = rs.nfa(rule);
-    const int32_t body = nfa.add_state();
-    nfa.range(nfa.start, '"', '"', body);
-    detail::emit_plain_string_char(nfa, body, body);
-    nfa.range(body, '"', '"', nfa.final_state);
+    detail::emit_plain_string(rs.nfa(rule), rs.nfa(rule).start, rs.nfa(rule).final_state);
     Engine tmp(compile_rules(rs, rule), vocab);
     auto table = std::make_shared<StringTable>();
     table->rule = tmp.g_.rules[0];
@@ -282,7 +279,7 @@ std::shared_ptr<const Engine::StringTable> Engine::string_table(const Vocabulary
     for (size_t st = 0; st < table->rule.states.size(); ++st)
         if (!table->rule.states[st].edges.empty())
             tmp.walk_string_state(0, static_cast<int32_t>(st), table->body, table->at[st]);
-    cache.emplace_back(vocab, table);
+    cache->strings = table;
     return table;
 }
 
@@ -573,12 +570,6 @@ std::vector<int> Engine::shortest_completion(int32_t config) {
         }
     }
     return {};
-}
-
-void Engine::precompute_all() {
-    for (size_t r = 0; r < g_.rules.size(); ++r)
-        for (size_t s = 0; s < g_.rules[r].states.size(); ++s)
-            if (!g_.rules[r].states[s].edges.empty()) entry(static_cast<int32_t>(r), static_cast<int32_t>(s));
 }
 
 void Engine::precompute() {

@@ -59,8 +59,6 @@ public:
     // A shortest symbol sequence from `config` to a configuration where the grammar may end
     // (breadth-first over the determinised automaton; empty if already complete or none found).
     std::vector<int> shortest_completion(int32_t config);
-    // Compute the cache entries of every frame (all rule states) now.
-    void precompute_all();
     // What a grammar compile computes: every state of the leaf rules (strings, formats, patterns, numbers:
     // the expensive walks, shared across grammars) and every broad state; the narrow states of structural
     // rules (object keys, punctuation; a 20-tool grammar has ~1000, a call visits a few dozen) are computed
@@ -101,6 +99,8 @@ private:
     std::string leaf_key(int32_t rule) const;
     void compute_rule_entries(int32_t rule);
     struct StringTable;
+    struct VocabCache;
+    static std::shared_ptr<VocabCache> vocab_cache(const VocabularyPtr& vocab);
     static std::shared_ptr<const StringTable> string_table(const VocabularyPtr& vocab);
     struct StringTableState;
     void walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out);

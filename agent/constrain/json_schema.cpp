@@ -168,10 +168,7 @@ int32_t JsonSchemaCompiler::string_rule() {
     if (string_rule_ >= 0) return string_rule_;
     string_rule_ = rules_.declare("string");
     Nfa& nfa = rules_.nfa(string_rule_);
-    int32_t body = nfa.add_state();
-    nfa.range(nfa.start, '"', '"', body);
-    detail::emit_plain_string_char(nfa, body, body);
-    nfa.range(body, '"', '"', nfa.final_state);
+    detail::emit_plain_string(nfa, nfa.start, nfa.final_state);
     return string_rule_;
 }
 

@@ -38,6 +38,13 @@ void emit_plain_string_char(Nfa& nfa, int32_t from, int32_t to) {
     }
 }
 
+void emit_plain_string(Nfa& nfa, int32_t from, int32_t to) {
+    const int32_t body = nfa.add_state();
+    nfa.range(from, '"', '"', body);
+    emit_plain_string_char(nfa, body, body);
+    nfa.range(body, '"', '"', to);
+}
+
 namespace {
 
 using DigitSeq = std::vector<std::pair<char, char>>;

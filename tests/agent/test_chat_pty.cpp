@@ -46,13 +46,15 @@ public:
         }
         return true;
     }
+    // Keeps reading the output for `seconds`.
+    void collect(double seconds) { wait_for(std::string(1, '\0'), out_.size(), seconds); }
     size_t mark() const { return out_.size(); }
     const std::string& output() const { return out_; }
     int wait_exit(double seconds = 20) {
         auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
         int status = 0;
         while (std::chrono::steady_clock::now() < end) {
-            wait_for("\x01never\x01", out_.size(), 0.1);   // drain
+            collect(0.1);
             if (waitpid(pid_, &status, WNOHANG) == pid_) {
                 exited_ = true;
                 return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -89,7 +91,7 @@ TEST(ChatPty, CtrlCAtPromptKeepsRunningTurnStreamsCtrlDQuits) {
     chat.write_keys("/undo\r");
     ASSERT_TRUE(chat.wait_for("last exchange removed", m)) << chat.output();
     ASSERT_TRUE(chat.wait_for("> ", m)) << chat.output();
-    chat.wait_for("\x01never\x01", 0, 0.5);   // let the line editor take the terminal
+    chat.collect(0.5);   // let the line editor take the terminal
     chat.write_keys("\x04");                  // Ctrl-D on an empty line
     EXPECT_EQ(chat.wait_exit(), 0) << chat.output();
 }

@@ -101,6 +101,10 @@ private:
     struct StringTable;
     struct VocabCache;
     static std::shared_ptr<VocabCache> vocab_cache(const VocabularyPtr& vocab);
+public:
+    // Builds the vocabulary-wide tables now (the string table; see Grammar::prepare_vocabulary).
+    static void prepare_vocabulary(const VocabularyPtr& vocab) { string_table(vocab); }
+private:
     static std::shared_ptr<const StringTable> string_table(const VocabularyPtr& vocab);
     struct StringTableState;
     void walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out);

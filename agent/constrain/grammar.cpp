@@ -23,6 +23,8 @@ Grammar finish(RuleSet& rules, int32_t root, VocabularyPtr vocab) {
 }
 }  // namespace
 
+void Grammar::prepare_vocabulary(const VocabularyPtr& vocab) { Engine::prepare_vocabulary(vocab); }
+
 Grammar Grammar::from_json_schema(const nlohmann::ordered_json& schema, VocabularyPtr vocab, const SchemaOptions& opts) {
     RuleSet rules;
     JsonSchemaCompiler compiler(rules);

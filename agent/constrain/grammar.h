@@ -58,6 +58,11 @@ public:
     // Qwen3 tool calls for `tools` (OpenAI format: [{"type": "function", "function": {"name",
     // "description", "parameters"}}] or bare {"name", "parameters"} objects).
     static Grammar from_tools(const nlohmann::ordered_json& tools, const ToolCallOptions& opts, VocabularyPtr vocab);
+    // Builds the tables that depend only on the vocabulary and are shared by all its grammars (the
+    // per-state string table behind length-bounded strings: one walk of the vocabulary per state of a
+    // JSON string, ~10 ms for Qwen3's 151k tokens), like xgrammar's TokenizerInfo. Optional: otherwise
+    // the first grammar that needs them pays for them. Call it once after loading the tokenizer.
+    static void prepare_vocabulary(const VocabularyPtr& vocab);
     // Free text (any bytes, no added tokens) until a stop token; with thinking: free before </think>.
     static Grammar free_text(VocabularyPtr vocab, bool thinking = false);
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/constrain/constrain.h"
+#include "agent/constrain/rules.h"
 #include "tests/constrain/test_util.h"
 
 namespace qnext::constrain {
@@ -13,6 +14,26 @@ using testing::accepts;
 using testing::accepts_prefix;
 
 Grammar G(const std::string& schema) { return Grammar::from_json_schema(json::parse(schema), testing::small_vocab()); }
+
+// compile_rules merges equivalent DFA states: "ab" | "cb" | "cd" determinises to start, {after a},
+// {after c}, {accept}; after a and after c differ ('d'), but in "ab" | "cb" they are one state.
+TEST(Rules, EquivalentStatesAreMerged) {
+    auto states_of = [](std::initializer_list<const char*> words) {
+        RuleSet rs;
+        const int32_t r = rs.declare("words");
+        Nfa& nfa = rs.nfa(r);
+        for (const char* w : words) nfa.epsilon(nfa.literal(nfa.start, w), nfa.final_state);
+        return compile_rules(rs, r).rules[0].states.size();
+    };
+    EXPECT_EQ(states_of({"ab", "cb"}), 3u);
+    EXPECT_EQ(states_of({"ab", "cb", "cd"}), 4u);
+    EXPECT_EQ(states_of({"xab", "yab", "zab"}), 4u);
+    // a regex format keeps its language (accept/reject cases in Formats) with far fewer states
+    const Grammar email = G(R"({"type": "string", "format": "email"})");
+    EXPECT_LE(email.num_states(), 16u);
+    EXPECT_TRUE(accepts(email, R"("a.b@c-d.example.org")"));
+    EXPECT_FALSE(accepts(email, R"("a..b@c.org")"));
+}
 
 TEST(JsonSchema, String) {
     auto g = G(R"({"type": "string"})");

@@ -204,6 +204,7 @@ InProcessBackend::InProcessBackend(boost::asio::io_context& io, Engine& engine, 
     : io_(io), engine_(engine), tok_(tokenizer), options_(std::move(options)) {
     seq_ = engine_.open_sequence(options_.max_context);
     vocab_ = constrain::Vocabulary::from_tokenizer(tok_);
+    constrain::Grammar::prepare_vocabulary(vocab_);
 }
 
 InProcessBackend::~InProcessBackend() {
@@ -233,7 +234,7 @@ constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) {
         to.choice = req.tool_choice;
         to.parallel_tool_calls = req.parallel_tool_calls;
         to.thinking = req.thinking;
-        return constrain::Grammar::from_tools(nlohmann::json::parse(req.tools.dump()), to, vocab_);
+        return constrain::Grammar::from_tools(req.tools, to, vocab_);   // ordered: properties in declared order
     }();
     if (grammars_.size() >= 16) grammars_.clear();
     grammars_.emplace(key, g);

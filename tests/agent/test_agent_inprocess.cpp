@@ -62,6 +62,11 @@ protected:
            "parameters": {"type": "object", "properties": {"word": {"type": "string", "enum": ["alpha", "beta"]}},
                           "required": ["word"], "additionalProperties": false},
            "argv": ["/bin/echo", "{word}"]},
+          {"name": "pair", "description": "two words, declared zeta first",
+           "parameters": {"type": "object", "properties": {"zeta": {"type": "string", "enum": ["z"]},
+                                                           "alpha": {"type": "string", "enum": ["a"]}},
+                          "required": ["zeta", "alpha"], "additionalProperties": false},
+           "argv": ["/bin/echo", "{zeta}{alpha}"]},
           {"name": "hang", "description": "never returns",
            "parameters": {"type": "object", "properties": {}, "additionalProperties": false},
            "argv": ["/bin/sleep", "30"]}
@@ -129,13 +134,15 @@ TEST_F(InProcessAgent, RequiredForcesACallWhoseSandboxedResultReachesTheNextStep
     ASSERT_GE(m.size(), 3u) << m.dump();
     ASSERT_EQ(m[1]["tool_calls"].size(), 1u) << m.dump();
     const ojson& call = m[1]["tool_calls"][0]["function"];
-    ASSERT_TRUE(call["name"] == "say" || call["name"] == "hang") << call.dump();
+    ASSERT_TRUE(call["name"] == "say" || call["name"] == "hang" || call["name"] == "pair") << call.dump();
     EXPECT_EQ(m[2]["role"], "tool");
     std::string result = m[2]["content"];
     if (call["name"] == "say") {
         std::string word = call["arguments"]["word"];
         EXPECT_TRUE(word == "alpha" || word == "beta") << word;
         EXPECT_EQ(result, word);  // /bin/echo ran in the sandbox
+    } else if (call["name"] == "pair") {
+        EXPECT_EQ(result, "za");
     } else {
         EXPECT_NE(result.find("timed out"), std::string::npos) << result;
     }
@@ -145,6 +152,24 @@ TEST_F(InProcessAgent, RequiredForcesACallWhoseSandboxedResultReachesTheNextStep
     req.messages = m;
     req.tools = exec.declarations();
     EXPECT_NE(b->render(req, true).find("<tool_response>\n" + result + "\n</tool_response>"), std::string::npos);
+}
+
+// The grammar takes the declarations as the prompt shows them: properties in declared order (not sorted,
+// as a round trip through an unordered JSON type would make them), so a model trained on the rendered
+// declarations can emit the arguments in that order.
+TEST_F(InProcessAgent, ArgumentsFollowTheDeclaredPropertyOrder) {
+    auto b = backend();
+    RegistryExecutor exec(*registry_, io_);
+    LoopOptions o = opts("pair", 1, 64);
+    auto loop = std::make_shared<AgentLoop>(io_, *b, exec, o);
+    TurnOutcome out = run_turn(*loop, "Pair them.");
+    ASSERT_NE(out.stop, StopReason::Error) << out.error;
+    const ojson& m = loop->messages();
+    ASSERT_GE(m.size(), 3u) << m.dump();
+    const ojson& call = m[1]["tool_calls"][0]["function"];
+    EXPECT_EQ(call["name"], "pair");
+    EXPECT_EQ(call["arguments"].dump(), R"({"zeta":"z","alpha":"a"})");
+    EXPECT_EQ(m[2]["content"], "za");
 }
 
 TEST_F(InProcessAgent, LimitsStopAForcedLoop) {

@@ -1,10 +1,14 @@
 // kernels/cpu/attention.cpp: fast causal GQA attention over an f32 or bf16 KV cache with the sigmoid
 // output gate. Decode (one token): (token, kv-head) tasks; each serves all query heads of the group, so
 // every K/V row is read once per group: scores q.k (vectorised dot), fp32 softmax, weighted sum of V rows
-// (vectorised axpy). Prefill: (query block, kv-head) tasks with an online softmax over key blocks (block()). Compiled for AVX2+FMA via target attributes
+// (vectorised axpy). Prefill: (query block, kv-head) tasks with an online softmax over key blocks and
+// register-tiled Q·Kᵀ and P·V (block()). Compiled for AVX2+FMA via target attributes
 // (called only when present). Compared against cpu/ref by tests/kernels/test_ops.cpp (Attention.*).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/common.h"
@@ -80,88 +84,143 @@ QNEXT_AVX2 void group(const Tensor& q, const Tensor& kc, const Tensor& vc, int64
     }
 }
 
-// Prefill: a block of query tokens [t0, t1) x all heads of one kv group against the keys in blocks of kKeyBlock
-// rows, with an online softmax (running max / sum per query, flash-attention style). Each K/V row is read (and
-// converted from bf16) once per query block instead of once per query token, and the score/axpy loops run over
-// a key block that stays in cache. Causal: token t sees keys [0, n_past + t].
+// Prefill: a block of query tokens [t0, t1) x all heads of one kv group (rows r = (t - t0) * G + j) against the
+// keys in blocks of kKeyBlock, with an online softmax (running max / sum per row, flash-attention style). Per key
+// block, K is converted once into kT [D][kKeyBlock] (transposed) and V into f32 rows; then both products are
+// register-tiled over 4 rows: scores S = Q·Kᵀ (4 rows x 16 keys = 8 accumulators; each loaded K vector feeds 4
+// FMAs) and O = O·corr + P·V (4 rows x 16 dims, accumulated over the whole key block in registers). The dot
+// product per (query, key) pair of the decode path would instead load both operands for every FMA.
+// Causal: token t sees keys [0, n_past + t].
 constexpr int64_t kKeyBlock = 64;
 constexpr int64_t kQueryBlock = 16;
 
 struct BlockScratch {
-    std::vector<float> kbuf, vbuf, m, l, acc, score;
-    std::vector<const float*> krow, vrow;
+    std::vector<float> q, kT, v, p, o, m, l, corr, row;
 };
+
+// p[r][c*16 .. c*16+16) = q[r] · kT[:, c*16 ..) for R rows and n16 chunks of 16 keys.
+template <int R>
+QNEXT_AVX2 inline void scores_tile(const float* q, int64_t D, const float* kT, float* p, int64_t n16) {
+    for (int64_t c = 0; c < n16; ++c) {
+        __m256 acc[R][2];
+        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        const float* kc = kT + c * 16;
+        for (int64_t i = 0; i < D; ++i) {
+            const __m256 k0 = _mm256_loadu_ps(kc + i * kKeyBlock), k1 = _mm256_loadu_ps(kc + i * kKeyBlock + 8);
+            for (int r = 0; r < R; ++r) {
+                const __m256 qb = _mm256_broadcast_ss(q + r * D + i);
+                acc[r][0] = _mm256_fmadd_ps(qb, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(qb, k1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            _mm256_storeu_ps(p + r * kKeyBlock + c * 16, acc[r][0]);
+            _mm256_storeu_ps(p + r * kKeyBlock + c * 16 + 8, acc[r][1]);
+        }
+    }
+}
+
+// o[r] = o[r] * corr[r] + sum_s p[r][s] v[s] for R rows over nk keys; 16 dims at a time, then a scalar tail.
+template <int R>
+QNEXT_AVX2 inline void pv_tile(const float* p, const float* v, int64_t D, int64_t nk, float* o, const float* corr) {
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+        __m256 acc[R][2];
+        for (int r = 0; r < R; ++r) {
+            const __m256 c = _mm256_set1_ps(corr[r]);
+            acc[r][0] = _mm256_mul_ps(_mm256_loadu_ps(o + r * D + d), c);
+            acc[r][1] = _mm256_mul_ps(_mm256_loadu_ps(o + r * D + d + 8), c);
+        }
+        for (int64_t s = 0; s < nk; ++s) {
+            const __m256 v0 = _mm256_loadu_ps(v + s * D + d), v1 = _mm256_loadu_ps(v + s * D + d + 8);
+            for (int r = 0; r < R; ++r) {
+                const __m256 pb = _mm256_broadcast_ss(p + r * kKeyBlock + s);
+                acc[r][0] = _mm256_fmadd_ps(pb, v0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(pb, v1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            _mm256_storeu_ps(o + r * D + d, acc[r][0]);
+            _mm256_storeu_ps(o + r * D + d + 8, acc[r][1]);
+        }
+    }
+    for (; d < D; ++d)
+        for (int r = 0; r < R; ++r) {
+            float a = o[r * D + d] * corr[r];
+            for (int64_t s = 0; s < nk; ++s) a += p[r * kKeyBlock + s] * v[s * D + d];
+            o[r * D + d] = a;
+        }
+}
 
 QNEXT_AVX2 void block(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
                       const Tensor& gate, const Tensor& out, int64_t t0, int64_t t1, int64_t hkv, int64_t G,
                       BlockScratch& sc) {
-    const int64_t D = q.dim(2), nq = (t1 - t0) * G;
+    const int64_t D = q.dim(2), nq = (t1 - t0) * G, n_keys = n_past + t1;
+    const size_t uD = static_cast<size_t>(D), uKB = static_cast<size_t>(kKeyBlock);
+    sc.q.resize(static_cast<size_t>(nq) * uD);
+    for (int64_t r = 0; r < nq; ++r) {   // scaled query rows, contiguous
+        const float* src = detail::at3(q, t0 + r / G, hkv * G + r % G);
+        for (int64_t i = 0; i < D; ++i) sc.q[static_cast<size_t>(r) * uD + static_cast<size_t>(i)] = src[i] * scale;
+    }
+    sc.o.assign(static_cast<size_t>(nq) * uD, 0.0f);
     sc.m.assign(static_cast<size_t>(nq), -INFINITY);
     sc.l.assign(static_cast<size_t>(nq), 0.0f);
-    sc.acc.assign(static_cast<size_t>(nq * D), 0.0f);
-    sc.kbuf.resize(static_cast<size_t>(kKeyBlock * D));
-    sc.vbuf.resize(static_cast<size_t>(kKeyBlock * D));
-    sc.score.resize(static_cast<size_t>(kKeyBlock));
-    sc.krow.resize(static_cast<size_t>(kKeyBlock));
-    sc.vrow.resize(static_cast<size_t>(kKeyBlock));
-    const int64_t n_keys = n_past + t1;
+    sc.corr.resize(static_cast<size_t>(nq));
+    sc.p.resize(static_cast<size_t>(nq) * uKB);
+    sc.kT.resize(uD * uKB);
+    sc.v.resize(uKB * uD);
+    sc.row.resize(uD);
+    auto rows = [&](int64_t r0, auto&& fn) {   // fn<R>(r) over [r0, nq) in tiles of 4 rows, then 1
+        int64_t r = r0;
+        for (; r + 4 <= nq; r += 4) fn(std::integral_constant<int, 4>{}, r);
+        for (; r < nq; ++r) fn(std::integral_constant<int, 1>{}, r);
+    };
     for (int64_t s0 = 0; s0 < n_keys; s0 += kKeyBlock) {
-        const int64_t s1 = std::min(s0 + kKeyBlock, n_keys);
-        for (int64_t s = s0; s < s1; ++s) {
-            const size_t r = static_cast<size_t>(s - s0);
-            sc.krow[r] = kv_row(kc, s, hkv, D, sc.kbuf.data() + r * static_cast<size_t>(D));
-            sc.vrow[r] = kv_row(vc, s, hkv, D, sc.vbuf.data() + r * static_cast<size_t>(D));
-        }
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t limit = std::min(s1, n_past + t + 1);
-            if (limit <= s0) continue;
-            for (int64_t j = 0; j < G; ++j) {
-                const size_t qi = static_cast<size_t>((t - t0) * G + j);
-                const float* qh = detail::at3(q, t, hkv * G + j);
-                float bm = -INFINITY;
-                for (int64_t s = s0; s < limit; ++s) {
-                    const float* kr = sc.krow[static_cast<size_t>(s - s0)];
-                    float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-                    for (int64_t i = 0; i < D; ++i) d += qh[i] * kr[i];
-                    d *= scale;
-                    sc.score[static_cast<size_t>(s - s0)] = d;
-                    bm = std::fmax(bm, d);
-                }
-                float* a = &sc.acc[qi * static_cast<size_t>(D)];
-                const float m_new = std::fmax(sc.m[qi], bm);
-                if (sc.m[qi] != -INFINITY && sc.m[qi] != m_new) {
-                    const float corr = std::exp(sc.m[qi] - m_new);
-                    sc.l[qi] *= corr;
-#pragma omp simd
-                    for (int64_t i = 0; i < D; ++i) a[i] *= corr;
-                }
-                sc.m[qi] = m_new;
-                float lsum = 0.0f;
-                for (int64_t s = s0; s < limit; ++s) {
-                    const float w = std::exp(sc.score[static_cast<size_t>(s - s0)] - m_new);
-                    lsum += w;
-                    const float* vr = sc.vrow[static_cast<size_t>(s - s0)];
-#pragma omp simd
-                    for (int64_t i = 0; i < D; ++i) a[i] += w * vr[i];
-                }
-                sc.l[qi] += lsum;
+        const int64_t nk = std::min(kKeyBlock, n_keys - s0), n16 = (nk + 15) / 16;
+        for (int64_t s = 0; s < n16 * 16; ++s) {
+            const float* kr = s < nk ? kv_row(kc, s0 + s, hkv, D, sc.row.data()) : nullptr;
+            for (int64_t i = 0; i < D; ++i) sc.kT[static_cast<size_t>(i) * uKB + static_cast<size_t>(s)] = kr ? kr[i] : 0.0f;
+            if (s < nk) {
+                const float* vr = kv_row(vc, s0 + s, hkv, D, sc.row.data());
+                std::copy_n(vr, D, sc.v.data() + static_cast<size_t>(s) * uD);
             }
+        }
+        // rows of tokens that see at least one key of this block (token t sees keys < n_past + t + 1)
+        const int64_t r0 = (std::max(t0, s0 - n_past) - t0) * G;
+        rows(r0, [&](auto R, int64_t r) {
+            scores_tile<R()>(sc.q.data() + static_cast<size_t>(r) * uD, D, sc.kT.data(), sc.p.data() + static_cast<size_t>(r) * uKB, n16);
+        });
+        for (int64_t r = r0; r < nq; ++r) {   // online softmax: causal limit, running max and sum
+            float* pr = sc.p.data() + static_cast<size_t>(r) * uKB;
+            const int64_t limit = std::min(nk, n_past + t0 + r / G + 1 - s0);
+            float bm = -INFINITY;
+            for (int64_t s = 0; s < limit; ++s) bm = std::fmax(bm, pr[s]);
+            float& m = sc.m[static_cast<size_t>(r)];
+            const float m_new = std::fmax(m, bm);
+            const float corr = std::exp(m - m_new);   // 0 on the first block (m = -inf)
+            float sum = 0.0f;
+            for (int64_t s = 0; s < limit; ++s) sum += (pr[s] = std::exp(pr[s] - m_new));
+            for (int64_t s = limit; s < nk; ++s) pr[s] = 0.0f;
+            sc.l[static_cast<size_t>(r)] = sc.l[static_cast<size_t>(r)] * corr + sum;
+            sc.corr[static_cast<size_t>(r)] = corr;
+            m = m_new;
+        }
+        rows(r0, [&](auto R, int64_t r) {
+            pv_tile<R()>(sc.p.data() + static_cast<size_t>(r) * uKB, sc.v.data(), D, nk, sc.o.data() + static_cast<size_t>(r) * uD,
+                         sc.corr.data() + r);
+        });
+    }
+    for (int64_t r = 0; r < nq; ++r) {
+        const float inv = 1.0f / sc.l[static_cast<size_t>(r)];
+        const float* a = sc.o.data() + static_cast<size_t>(r) * uD;
+        float* oh = detail::at3(out, t0 + r / G, hkv * G + r % G);
+        if (gate.empty()) {
+            for (int64_t i = 0; i < D; ++i) oh[i] = a[i] * inv;
+        } else {
+            const float* gh = detail::at3(gate, t0 + r / G, hkv * G + r % G);
+            for (int64_t i = 0; i < D; ++i) oh[i] = a[i] * inv / (1.0f + std::exp(-gh[i]));
         }
     }
-    for (int64_t t = t0; t < t1; ++t)
-        for (int64_t j = 0; j < G; ++j) {
-            const size_t qi = static_cast<size_t>((t - t0) * G + j);
-            const float inv = 1.0f / sc.l[qi];
-            const float* a = &sc.acc[qi * static_cast<size_t>(D)];
-            float* oh = detail::at3(out, t, hkv * G + j);
-            if (gate.empty()) {
-                for (int64_t i = 0; i < D; ++i) oh[i] = a[i] * inv;
-            } else {
-                const float* gh = detail::at3(gate, t, hkv * G + j);
-                for (int64_t i = 0; i < D; ++i) oh[i] = a[i] * inv / (1.0f + std::exp(-gh[i]));
-            }
-        }
 }
 
 }  // namespace

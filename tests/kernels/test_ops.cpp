@@ -184,6 +184,7 @@ std::vector<OpCase> all_cases() {
         v.push_back(attention_case(7, 0, 4, 4, 32, ct, false));   // prefill, MHA, no gate
         v.push_back(attention_case(65, 3, 4, 2, 256, ct, true));  // real head dim, continuation
         v.push_back(attention_case(33, 200, 8, 2, 32, ct, true)); // continuation over many key blocks (blocked prefill)
+        v.push_back(attention_case(6, 70, 6, 2, 40, ct, true));   // head dim not a multiple of 16 (scalar tail), 3 q/kv
     }
     v.push_back(moe_case(1, 64, 32, 8, 2, true, DType::F32));
     v.push_back(moe_case(9, 80, 48, 8, 2, true, DType::BF16));

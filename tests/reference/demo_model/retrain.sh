@@ -6,7 +6,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 WORK="$ROOT/build-demo"
-STEPS="${1:-2000}"       # length of the LR schedule
+STEPS="${1:-3400}"       # length of the LR schedule
 STOP="${2:-$STEPS}"      # stop early (the schedule still spans STEPS)
 cd "$ROOT"
 python3 "$HERE/gen_data.py" --out "$WORK/data" --train 60000 --heldout 245 --seed 1 --export tests/data/demo/heldout_tasks.jsonl

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <stdexcept>
@@ -59,8 +60,10 @@ void run_bench(const BenchArgs& a) {
     cs::Grammar::prepare_vocabulary(vocab);   // per-tokenizer tables (as xgrammar's TokenizerInfo, not timed there)
     const double prep_ms = ms_since(t0);
     const json schemas = read_json(a.schemas), tools = read_json(a.tools);
+    std::filesystem::create_directories(a.out_dir);
     const std::string seq_path = a.out_dir + "/qnext_constrain_sequences.jsonl";
     std::ofstream seq(seq_path);
+    if (!seq) throw std::runtime_error("bench constrain: cannot write '" + seq_path + "'");
     std::vector<double> compile_ms, mask_us;
     double slowest_ms = 0;
     std::string slowest;

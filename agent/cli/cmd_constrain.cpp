@@ -70,8 +70,8 @@ void run_bench(const BenchArgs& a) {
     size_t incomplete = 0;
     cs::RandomCompleter sampler(vocab);
     // 20-tool set first, in a fresh process: the first compile is cold (it fills the vocabulary-wide leaf-rule
-    // cache, engine.h); the next ones show the shared cache (another tool_choice
-    // for the same tools costs the warm time). Then masks over tool-call samples.
+    // cache, engine.h); the next ones show the shared cache (another tool_choice for the same tools costs the
+    // warm time). Then masks over tool-call samples.
     std::vector<double> tool_ms, tool_mask_us;
     const char* choices[] = {"required", "auto", "required", "none"};
     for (int rep = 0; rep < 4; ++rep) {

@@ -64,6 +64,8 @@ public:
     // rules (object keys, punctuation; a 20-tool grammar has ~1000, a call visits a few dozen) are computed
     // on first visit, each a walk of tens of microseconds.
     void precompute();
+    // Builds the vocabulary-wide tables now (the string table; see Grammar::prepare_vocabulary).
+    static void prepare_vocabulary(const VocabularyPtr& vocab) { string_table(vocab); }
 
     const CompiledRules& rules() const { return g_; }
     const Vocabulary& vocab() const { return *vocab_; }
@@ -101,10 +103,6 @@ private:
     struct StringTable;
     struct VocabCache;
     static std::shared_ptr<VocabCache> vocab_cache(const VocabularyPtr& vocab);
-public:
-    // Builds the vocabulary-wide tables now (the string table; see Grammar::prepare_vocabulary).
-    static void prepare_vocabulary(const VocabularyPtr& vocab) { string_table(vocab); }
-private:
     static std::shared_ptr<const StringTable> string_table(const VocabularyPtr& vocab);
     struct StringTableState;
     void walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out);

@@ -203,8 +203,8 @@ InProcessBackend::InProcessBackend(boost::asio::io_context& io, Engine& engine, 
                                    InProcessOptions options)
     : io_(io), engine_(engine), tok_(tokenizer), options_(std::move(options)) {
     seq_ = engine_.open_sequence(options_.max_context);
-    vocab_ = constrain::Vocabulary::from_tokenizer(tok_);
-    constrain::Grammar::prepare_vocabulary(vocab_);
+    vocab_ = options_.vocab ? options_.vocab : constrain::Vocabulary::from_tokenizer(tok_);
+    constrain::Grammar::prepare_vocabulary(vocab_);   // once per vocabulary: a no-op when already prepared
 }
 
 InProcessBackend::~InProcessBackend() {

@@ -34,6 +34,9 @@ struct InProcessOptions {
     int64_t max_context = 8192;      // tokens reserved for the session's sequence
     size_t max_checkpoints = 32;     // oldest dropped first (the earliest is always kept)
     std::filesystem::path model_dir;
+    // The tokenizer's constrained-decoding vocabulary (and its string table), shared by every backend of one
+    // loaded model; null: the backend builds its own.
+    constrain::VocabularyPtr vocab;
 };
 
 class InProcessBackend : public Backend {
@@ -49,6 +52,7 @@ public:
 
     // Introspection (tests, stats).
     size_t num_checkpoints() const;
+    const constrain::Vocabulary& vocabulary() const { return *vocab_; }
     int64_t cached_tokens() const { return static_cast<int64_t>(tokens_.size()); }
     // Drops the kept state and checkpoints: the next generation prefills everything (reuse off).
     void forget();

@@ -73,6 +73,8 @@ std::unique_ptr<Backend> Runtime::make_backend(bool thinking) {
     o.thinking = thinking;
     o.max_context = options_.max_context;
     o.model_dir = *options_.model_dir;
+    if (!vocab_) vocab_ = constrain::Vocabulary::from_tokenizer(*tokenizer_);
+    o.vocab = vocab_;
     return std::make_unique<InProcessBackend>(io_, *engine_, *tokenizer_, o);
 }
 

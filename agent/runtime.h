@@ -16,6 +16,9 @@ class Tokenizer;
 class Qwen3NextModel;
 struct ModelFolder;
 }  // namespace qnext
+namespace qnext::constrain {
+class Vocabulary;
+}  // namespace qnext::constrain
 
 namespace qnext::agent {
 
@@ -55,6 +58,7 @@ private:
     std::unique_ptr<Qwen3NextModel> model_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<Engine> engine_;
+    std::shared_ptr<const constrain::Vocabulary> vocab_;  // built by the first in-process backend, then shared
 };
 
 }  // namespace qnext::agent

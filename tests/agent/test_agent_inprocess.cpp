@@ -32,6 +32,7 @@ struct World {
     std::unique_ptr<Qwen3NextModel> model;
     std::unique_ptr<Tokenizer> tok;
     std::unique_ptr<Engine> engine;
+    constrain::VocabularyPtr vocab;  // shared by the backends, as Runtime shares it
 };
 World* g_world = nullptr;
 
@@ -56,6 +57,7 @@ protected:
         w.model = std::make_unique<Qwen3NextModel>(*w.folder);
         w.tok = std::make_unique<Tokenizer>(Tokenizer::load(w.dir / "model"));
         w.engine = std::make_unique<Engine>(*w.model);
+        w.vocab = constrain::Vocabulary::from_tokenizer(*w.tok);
         fs::create_directories(w.dir / "ws");
         std::ofstream(w.dir / "tools.json") << R"({"tools": [
           {"name": "say", "description": "echo a word",
@@ -85,8 +87,10 @@ protected:
         registry_->load_user_tools(g_world->dir / "tools.json");
     }
 
-    std::unique_ptr<InProcessBackend> backend(TemplateKind kind = TemplateKind::Instruct, bool thinking = false) {
+    std::unique_ptr<InProcessBackend> backend(TemplateKind kind = TemplateKind::Instruct, bool thinking = false,
+                                              bool share_vocab = true) {
         InProcessOptions o;
+        if (share_vocab) o.vocab = g_world->vocab;
         o.template_kind = kind;
         o.thinking = thinking;
         o.max_context = 2048;
@@ -170,6 +174,25 @@ TEST_F(InProcessAgent, ArgumentsFollowTheDeclaredPropertyOrder) {
     EXPECT_EQ(call["name"], "pair");
     EXPECT_EQ(call["arguments"].dump(), R"({"zeta":"z","alpha":"a"})");
     EXPECT_EQ(m[2]["content"], "za");
+}
+
+// Backends of one loaded model share its constrained-decoding vocabulary (built once, with its string table);
+// a backend given none builds its own, and the two decode the same.
+TEST_F(InProcessAgent, BackendsShareTheVocabularyAndDecodeAsWithTheirOwn) {
+    auto a = backend();
+    auto b = backend();
+    auto own = backend(TemplateKind::Instruct, false, /*share_vocab=*/false);
+    EXPECT_EQ(&a->vocabulary(), g_world->vocab.get());
+    EXPECT_EQ(&b->vocabulary(), g_world->vocab.get());
+    EXPECT_NE(&own->vocabulary(), g_world->vocab.get());
+    auto first_call = [&](InProcessBackend& backend) {
+        RegistryExecutor exec(*registry_, io_);
+        auto loop = std::make_shared<AgentLoop>(io_, backend, exec, opts("say", 1, 48));  // its word: model's choice
+        TurnOutcome out = run_turn(*loop, "Say a word.");
+        EXPECT_NE(out.stop, StopReason::Error) << out.error;
+        return loop->messages().size() > 1 ? loop->messages()[1].dump() : std::string("no call");
+    };
+    EXPECT_EQ(first_call(*a), first_call(*own));
 }
 
 TEST_F(InProcessAgent, LimitsStopAForcedLoop) {

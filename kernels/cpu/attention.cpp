@@ -1,7 +1,8 @@
 // kernels/cpu/attention.cpp: fast causal GQA attention over an f32 or bf16 KV cache with the sigmoid
-// output gate. Decode (one token): (token, kv-head) tasks; each serves all query heads of the group, so
-// every K/V row is read once per group: scores q.k (vectorised dot), fp32 softmax, weighted sum of V rows
-// (vectorised axpy). Prefill: (query block, kv-head) tasks with an online softmax over key blocks and
+// output gate. Decode (one token): (token, kv-head) tasks; each serves up to 8 query heads of the group at
+// once (group8), so every K/V row is read once per 8 heads: scores of all 8 heads per loaded K vector, a softmax
+// vectorised across the heads, V rows accumulated 4 keys at a time (head dims not a multiple of 8: group(),
+// one head at a time). Prefill: (query block, kv-head) tasks with an online softmax over key blocks and
 // register-tiled Q·Kᵀ and P·V (block()). Compiled for AVX2+FMA via target attributes
 // (called only when present). Compared against cpu/ref by tests/kernels/test_ops.cpp (Attention.*).
 #include <immintrin.h>
@@ -33,6 +34,27 @@ QNEXT_AVX2 inline const float* kv_row(const Tensor& c, int64_t s, int64_t h, int
         tmp[i] = f;
     }
     return tmp;
+}
+
+// e^x for 8 lanes (Cephes-style: 2^n * e^r with r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial; within 2 ulp (rel 1.2e-7, checked
+// against exp over [-87, 0]); below -87 it flushes to 0, as the softmax weights of far-below-max scores may).
+QNEXT_AVX2 inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
 // All query heads of one kv group for one token: each K and V row is read once for the whole group
@@ -84,6 +106,90 @@ QNEXT_AVX2 void group(const Tensor& q, const Tensor& kc, const Tensor& vc, int64
     }
 }
 
+// [sum(a[0]), ..., sum(a[7])]: the eight horizontal sums in one vector.
+QNEXT_AVX2 inline __m256 sum8(const __m256 a[8]) {
+    const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// Decode with D % 8 == 0: query heads [j0, j0 + nh) (nh <= 8) of one kv group for one token, vectorised across
+// the heads. Scores p[s][8]: per key row, 8 accumulators (one per head, zero-padded q rows) share each loaded K
+// vector and are reduced together (sum8); the softmax runs on 8 heads per vector (exp8); V rows are accumulated
+// 4 keys at a time (one load/store of the accumulator per 4 FMAs), normalised at the end.
+QNEXT_AVX2 void group8(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
+                       const Tensor& gate, const Tensor& out, int64_t t, int64_t hkv, int64_t G, int64_t j0,
+                       int64_t nh, std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc,
+                       std::vector<float>& qs) {
+    const int64_t D = q.dim(2), n_keys = n_past + t + 1;
+    if (static_cast<int64_t>(p.size()) < 8 * n_keys) p.resize(static_cast<size_t>(8 * n_keys));
+    if (static_cast<int64_t>(tmp.size()) < 4 * D) tmp.resize(static_cast<size_t>(4 * D));
+    qs.assign(static_cast<size_t>(8 * D), 0.0f);
+    acc.assign(static_cast<size_t>(8 * D), 0.0f);
+    for (int64_t j = 0; j < nh; ++j) std::copy_n(detail::at3(q, t, hkv * G + j0 + j), D, &qs[static_cast<size_t>(j * D)]);
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (int64_t s = 0; s < n_keys; ++s) {  // scores [s][head]
+        const float* kr = kv_row(kc, s, hkv, D, tmp.data());
+        __m256 a[8];
+        for (__m256& x : a) x = _mm256_setzero_ps();
+        for (int64_t i = 0; i < D; i += 8) {
+            const __m256 k = _mm256_loadu_ps(kr + i);
+            for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(&qs[static_cast<size_t>(j * D + i)]), k, a[j]);
+        }
+        _mm256_storeu_ps(&p[static_cast<size_t>(8 * s)], _mm256_mul_ps(sum8(a), sv));
+    }
+    __m256 mx = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();  // softmax over keys, 8 heads per lane
+    for (int64_t s = 0; s < n_keys; ++s) mx = _mm256_max_ps(mx, _mm256_loadu_ps(&p[static_cast<size_t>(8 * s)]));
+    for (int64_t s = 0; s < n_keys; ++s) {
+        float* ps = &p[static_cast<size_t>(8 * s)];
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(ps), mx));
+        _mm256_storeu_ps(ps, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    alignas(32) float inv[8];
+    _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sum));
+    int64_t s = 0;
+    for (; s + 4 <= n_keys; s += 4) {  // weighted sum of V rows, 4 keys per pass over the accumulators
+        const float* v0 = kv_row(vc, s, hkv, D, tmp.data());
+        const float* v1 = kv_row(vc, s + 1, hkv, D, tmp.data() + D);
+        const float* v2 = kv_row(vc, s + 2, hkv, D, tmp.data() + 2 * D);
+        const float* v3 = kv_row(vc, s + 3, hkv, D, tmp.data() + 3 * D);
+        const float* w = &p[static_cast<size_t>(8 * s)];
+        for (int64_t j = 0; j < nh; ++j) {
+            const __m256 w0 = _mm256_set1_ps(w[j]), w1 = _mm256_set1_ps(w[8 + j]);
+            const __m256 w2 = _mm256_set1_ps(w[16 + j]), w3 = _mm256_set1_ps(w[24 + j]);
+            float* aj = &acc[static_cast<size_t>(j * D)];
+            for (int64_t i = 0; i < D; i += 8) {
+                __m256 x = _mm256_loadu_ps(aj + i);
+                x = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v0 + i), x);
+                x = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + i), x);
+                x = _mm256_fmadd_ps(w2, _mm256_loadu_ps(v2 + i), x);
+                x = _mm256_fmadd_ps(w3, _mm256_loadu_ps(v3 + i), x);
+                _mm256_storeu_ps(aj + i, x);
+            }
+        }
+    }
+    for (; s < n_keys; ++s) {
+        const float* vr = kv_row(vc, s, hkv, D, tmp.data());
+        for (int64_t j = 0; j < nh; ++j) {
+            const __m256 wj = _mm256_set1_ps(p[static_cast<size_t>(8 * s + j)]);
+            float* aj = &acc[static_cast<size_t>(j * D)];
+            for (int64_t i = 0; i < D; i += 8)
+                _mm256_storeu_ps(aj + i, _mm256_fmadd_ps(wj, _mm256_loadu_ps(vr + i), _mm256_loadu_ps(aj + i)));
+        }
+    }
+    for (int64_t j = 0; j < nh; ++j) {
+        float* oh = detail::at3(out, t, hkv * G + j0 + j);
+        const float* aj = &acc[static_cast<size_t>(j * D)];
+        if (gate.empty()) {
+            for (int64_t i = 0; i < D; ++i) oh[i] = aj[i] * inv[j];
+        } else {
+            const float* gh = detail::at3(gate, t, hkv * G + j0 + j);
+            for (int64_t i = 0; i < D; ++i) oh[i] = aj[i] * inv[j] / (1.0f + std::exp(-gh[i]));
+        }
+    }
+}
+
 // Prefill: a block of query tokens [t0, t1) x all heads of one kv group (rows r = (t - t0) * G + j) against the
 // keys in blocks of kKeyBlock, with an online softmax (running max / sum per row, flash-attention style). Per key
 // block, K is converted once into kT [D][kKeyBlock] (transposed) and V into f32 rows; then both products are
@@ -97,27 +203,6 @@ constexpr int64_t kQueryBlock = 16;
 struct BlockScratch {
     std::vector<float> q, kT, v, p, o, m, l, corr, row;
 };
-
-// e^x for 8 lanes (Cephes-style: 2^n * e^r with r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial; within 2 ulp (rel 1.2e-7, checked
-// against exp over [-87, 0]); below -87 it flushes to 0, as the softmax weights of far-below-max scores may).
-QNEXT_AVX2 inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
-}
 
 // p[r][c*16 .. c*16+16) = q[r] · kT[:, c*16 ..) for R rows and n16 chunks of 16 keys.
 template <int R>
@@ -273,13 +358,19 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, in
         return;
     }
     struct Scratch {
-        std::vector<float> p, tmp, acc;
+        std::vector<float> p, tmp, acc, qs;
     };
     std::vector<Scratch> scratch(static_cast<size_t>(pool_threads()));
     for (Scratch& s : scratch) s.tmp.resize(static_cast<size_t>(D));
     auto task = [&](int64_t i, int w) {
         Scratch& s = scratch[static_cast<size_t>(w)];
-        group(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, s.p, s.tmp, s.acc);
+        if (D % 8 != 0) {
+            group(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, s.p, s.tmp, s.acc);
+            return;
+        }
+        for (int64_t j0 = 0; j0 < group_size; j0 += 8)
+            group8(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, j0,
+                   std::min<int64_t>(8, group_size - j0), s.p, s.tmp, s.acc, s.qs);
     };
     if (tasks > 1 && (n_past + T) * D * Hq * T >= (int64_t{1} << 14))
         parallel_dynamic(tasks, task);  // causal rows differ in cost: hand out (token, kv-head) tasks one by one

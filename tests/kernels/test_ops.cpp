@@ -181,6 +181,9 @@ std::vector<OpCase> all_cases() {
     for (DType ct : {DType::F32, DType::BF16}) {
         v.push_back(attention_case(1, 0, 4, 2, 32, ct, true));
         v.push_back(attention_case(1, 37, 8, 1, 64, ct, true));   // decode over a cache
+        v.push_back(attention_case(1, 300, 16, 2, 256, ct, true)); // decode, 80B shapes (8 heads per kv head), key tail
+        v.push_back(attention_case(1, 5, 20, 2, 24, ct, false));   // decode, 10 heads per kv head: chunks of 8 + 2
+        v.push_back(attention_case(1, 9, 6, 2, 36, ct, true));     // decode, head dim not a multiple of 8
         v.push_back(attention_case(7, 0, 4, 4, 32, ct, false));   // prefill, MHA, no gate
         v.push_back(attention_case(65, 3, 4, 2, 256, ct, true));  // real head dim, continuation
         v.push_back(attention_case(33, 200, 8, 2, 32, ct, true)); // continuation over many key blocks (blocked prefill)

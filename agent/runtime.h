@@ -58,7 +58,7 @@ private:
     std::unique_ptr<Qwen3NextModel> model_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<Engine> engine_;
-    std::shared_ptr<const constrain::Vocabulary> vocab_;  // built by the first in-process backend, then shared
+    std::shared_ptr<const constrain::Vocabulary> vocab_;  // built on the first make_backend, shared by all backends
 };
 
 }  // namespace qnext::agent

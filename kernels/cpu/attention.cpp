@@ -1,8 +1,7 @@
 // kernels/cpu/attention.cpp: fast causal GQA attention over an f32 or bf16 KV cache with the sigmoid
 // output gate. Decode (one token): (token, kv-head) tasks; each serves up to 8 query heads of the group at
-// once (group8), so every K/V row is read once per 8 heads: scores of all 8 heads per loaded K vector, a softmax
-// vectorised across the heads, V rows accumulated 4 keys at a time (head dims not a multiple of 8: group(),
-// one head at a time). Prefill: (query block, kv-head) tasks with an online softmax over key blocks and
+// once (group()), so every K/V row is read once per 8 heads: scores of all 8 heads per loaded K vector, a
+// softmax vectorised across the heads, V rows accumulated 4 keys at a time. Prefill: (query block, kv-head) tasks with an online softmax over key blocks and
 // register-tiled Q·Kᵀ and P·V (block()). Compiled for AVX2+FMA via target attributes
 // (called only when present). Compared against cpu/ref by tests/kernels/test_ops.cpp (Attention.*).
 #include <immintrin.h>
@@ -57,55 +56,6 @@ QNEXT_AVX2 inline __m256 exp8(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
-// All query heads of one kv group for one token: each K and V row is read once for the whole group
-// (GQA: 8 q-heads per kv-head in the 80B), scores [group, n_keys] in fp32.
-QNEXT_AVX2 void group(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
-                      const Tensor& gate, const Tensor& out, int64_t t, int64_t hkv, int64_t G,
-                      std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc) {
-    const int64_t D = q.dim(2), n_keys = n_past + t + 1;
-    if (static_cast<int64_t>(p.size()) < G * n_keys) p.resize(static_cast<size_t>(G * n_keys));
-    if (static_cast<int64_t>(acc.size()) < G * D) acc.resize(static_cast<size_t>(G * D));
-    for (int64_t s = 0; s < n_keys; ++s) {  // scores
-        const float* kr = kv_row(kc, s, hkv, D, tmp.data());
-        for (int64_t j = 0; j < G; ++j) {
-            const float* qh = detail::at3(q, t, hkv * G + j);
-            float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-            for (int64_t i = 0; i < D; ++i) d += qh[i] * kr[i];
-            p[j * n_keys + s] = d * scale;
-        }
-    }
-    for (int64_t j = 0; j < G; ++j) {  // softmax per head, fp32
-        float* pj = &p[j * n_keys];
-        float mx = -INFINITY;
-        for (int64_t s = 0; s < n_keys; ++s) mx = std::fmax(mx, pj[s]);
-        float sum = 0.0f;
-        for (int64_t s = 0; s < n_keys; ++s) sum += (pj[s] = std::exp(pj[s] - mx));
-        const float inv = 1.0f / sum;
-        for (int64_t s = 0; s < n_keys; ++s) pj[s] *= inv;
-    }
-    std::fill_n(acc.begin(), G * D, 0.0f);
-    for (int64_t s = 0; s < n_keys; ++s) {  // weighted sum of V rows
-        const float* vr = kv_row(vc, s, hkv, D, tmp.data());
-        for (int64_t j = 0; j < G; ++j) {
-            const float w = p[j * n_keys + s];
-            float* aj = &acc[j * D];
-#pragma omp simd
-            for (int64_t i = 0; i < D; ++i) aj[i] += w * vr[i];
-        }
-    }
-    for (int64_t j = 0; j < G; ++j) {
-        float* oh = detail::at3(out, t, hkv * G + j);
-        const float* aj = &acc[j * D];
-        if (gate.empty()) {
-            std::copy_n(aj, D, oh);
-        } else {
-            const float* gh = detail::at3(gate, t, hkv * G + j);
-            for (int64_t i = 0; i < D; ++i) oh[i] = aj[i] / (1.0f + std::exp(-gh[i]));
-        }
-    }
-}
-
 // [sum(a[0]), ..., sum(a[7])]: the eight horizontal sums in one vector.
 QNEXT_AVX2 inline __m256 sum8(const __m256 a[8]) {
     const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
@@ -113,15 +63,15 @@ QNEXT_AVX2 inline __m256 sum8(const __m256 a[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// Decode with D % 8 == 0: query heads [j0, j0 + nh) (nh <= 8) of one kv group for one token, vectorised across
-// the heads. Scores p[s][8]: per key row, 8 accumulators (one per head, zero-padded q rows) share each loaded K
+// Decode: query heads [j0, j0 + nh) (nh <= 8) of one kv group for one token, vectorised across the heads (any
+// head dim: 8 lanes, then a scalar tail). Scores p[s][8]: per key row, 8 accumulators (one per head, zero-padded q rows) share each loaded K
 // vector and are reduced together (sum8); the softmax runs on 8 heads per vector (exp8); V rows are accumulated
 // 4 keys at a time (one load/store of the accumulator per 4 FMAs), normalised at the end.
-QNEXT_AVX2 void group8(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
-                       const Tensor& gate, const Tensor& out, int64_t t, int64_t hkv, int64_t G, int64_t j0,
-                       int64_t nh, std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc,
-                       std::vector<float>& qs) {
-    const int64_t D = q.dim(2), n_keys = n_past + t + 1;
+QNEXT_AVX2 void group(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
+                      const Tensor& gate, const Tensor& out, int64_t t, int64_t hkv, int64_t G, int64_t j0,
+                      int64_t nh, std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc,
+                      std::vector<float>& qs) {
+    const int64_t D = q.dim(2), D8 = D / 8 * 8, n_keys = n_past + t + 1;
     if (static_cast<int64_t>(p.size()) < 8 * n_keys) p.resize(static_cast<size_t>(8 * n_keys));
     if (static_cast<int64_t>(tmp.size()) < 4 * D) tmp.resize(static_cast<size_t>(4 * D));
     qs.assign(static_cast<size_t>(8 * D), 0.0f);
@@ -132,11 +82,20 @@ QNEXT_AVX2 void group8(const Tensor& q, const Tensor& kc, const Tensor& vc, int6
         const float* kr = kv_row(kc, s, hkv, D, tmp.data());
         __m256 a[8];
         for (__m256& x : a) x = _mm256_setzero_ps();
-        for (int64_t i = 0; i < D; i += 8) {
+        for (int64_t i = 0; i < D8; i += 8) {
             const __m256 k = _mm256_loadu_ps(kr + i);
             for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(&qs[static_cast<size_t>(j * D + i)]), k, a[j]);
         }
-        _mm256_storeu_ps(&p[static_cast<size_t>(8 * s)], _mm256_mul_ps(sum8(a), sv));
+        __m256 d = sum8(a);
+        if (D8 < D) {
+            alignas(32) float tail[8];
+            for (int64_t j = 0; j < 8; ++j) {
+                tail[j] = 0.0f;
+                for (int64_t i = D8; i < D; ++i) tail[j] += qs[static_cast<size_t>(j * D + i)] * kr[i];
+            }
+            d = _mm256_add_ps(d, _mm256_load_ps(tail));
+        }
+        _mm256_storeu_ps(&p[static_cast<size_t>(8 * s)], _mm256_mul_ps(d, sv));
     }
     __m256 mx = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();  // softmax over keys, 8 heads per lane
     for (int64_t s = 0; s < n_keys; ++s) mx = _mm256_max_ps(mx, _mm256_loadu_ps(&p[static_cast<size_t>(8 * s)]));
@@ -159,7 +118,7 @@ QNEXT_AVX2 void group8(const Tensor& q, const Tensor& kc, const Tensor& vc, int6
             const __m256 w0 = _mm256_set1_ps(w[j]), w1 = _mm256_set1_ps(w[8 + j]);
             const __m256 w2 = _mm256_set1_ps(w[16 + j]), w3 = _mm256_set1_ps(w[24 + j]);
             float* aj = &acc[static_cast<size_t>(j * D)];
-            for (int64_t i = 0; i < D; i += 8) {
+            for (int64_t i = 0; i < D8; i += 8) {
                 __m256 x = _mm256_loadu_ps(aj + i);
                 x = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v0 + i), x);
                 x = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + i), x);
@@ -167,15 +126,19 @@ QNEXT_AVX2 void group8(const Tensor& q, const Tensor& kc, const Tensor& vc, int6
                 x = _mm256_fmadd_ps(w3, _mm256_loadu_ps(v3 + i), x);
                 _mm256_storeu_ps(aj + i, x);
             }
+            for (int64_t i = D8; i < D; ++i)
+                aj[i] += w[j] * v0[i] + w[8 + j] * v1[i] + w[16 + j] * v2[i] + w[24 + j] * v3[i];
         }
     }
     for (; s < n_keys; ++s) {
         const float* vr = kv_row(vc, s, hkv, D, tmp.data());
         for (int64_t j = 0; j < nh; ++j) {
-            const __m256 wj = _mm256_set1_ps(p[static_cast<size_t>(8 * s + j)]);
+            const float w = p[static_cast<size_t>(8 * s + j)];
+            const __m256 wj = _mm256_set1_ps(w);
             float* aj = &acc[static_cast<size_t>(j * D)];
-            for (int64_t i = 0; i < D; i += 8)
+            for (int64_t i = 0; i < D8; i += 8)
                 _mm256_storeu_ps(aj + i, _mm256_fmadd_ps(wj, _mm256_loadu_ps(vr + i), _mm256_loadu_ps(aj + i)));
+            for (int64_t i = D8; i < D; ++i) aj[i] += w * vr[i];
         }
     }
     for (int64_t j = 0; j < nh; ++j) {
@@ -194,8 +157,7 @@ QNEXT_AVX2 void group8(const Tensor& q, const Tensor& kc, const Tensor& vc, int6
 // keys in blocks of kKeyBlock, with an online softmax (running max / sum per row, flash-attention style). Per key
 // block, K is converted once into kT [D][kKeyBlock] (transposed) and V into f32 rows; then both products are
 // register-tiled over 4 rows: scores S = Q·Kᵀ (4 rows x 16 keys = 8 accumulators; each loaded K vector feeds 4
-// FMAs) and O = O·corr + P·V (4 rows x 16 dims, accumulated over the whole key block in registers). The dot
-// product per (query, key) pair of the decode path would instead load both operands for every FMA.
+// FMAs) and O = O·corr + P·V (4 rows x 16 dims, accumulated over the whole key block in registers).
 // Causal: token t sees keys [0, n_past + t].
 constexpr int64_t kKeyBlock = 64;
 constexpr int64_t kQueryBlock = 16;
@@ -361,15 +323,10 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, in
         std::vector<float> p, tmp, acc, qs;
     };
     std::vector<Scratch> scratch(static_cast<size_t>(pool_threads()));
-    for (Scratch& s : scratch) s.tmp.resize(static_cast<size_t>(D));
     auto task = [&](int64_t i, int w) {
         Scratch& s = scratch[static_cast<size_t>(w)];
-        if (D % 8 != 0) {
-            group(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, s.p, s.tmp, s.acc);
-            return;
-        }
         for (int64_t j0 = 0; j0 < group_size; j0 += 8)
-            group8(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, j0,
+            group(q, k_cache, v_cache, n_past, scale, gate, out, i / Hkv, i % Hkv, group_size, j0,
                    std::min<int64_t>(8, group_size - j0), s.p, s.tmp, s.acc, s.qs);
     };
     if (tasks > 1 && (n_past + T) * D * Hq * T >= (int64_t{1} << 14))

@@ -283,32 +283,43 @@ std::shared_ptr<const Engine::StringTable> Engine::string_table(const Vocabulary
     return table;
 }
 
-void Engine::walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out) {
-    const int32_t start = closure({intern_stack(rule, from, kSentinel)}, false, false);
-    const int32_t base = closure({intern_stack(rule, body, kSentinel)}, false, false);
-    const ByteTrie& t = vocab_->trie();
-    std::vector<int32_t> chars(walk_.size(), 0);   // completed characters after each depth
+// Depth-first walk of a byte trie from configuration `start`, stepping the automaton one byte per level
+// (walk_[d] = configuration after d bytes). Subtrees the automaton rejects are skipped, and so are the root's
+// children whose byte is not in `first` (when given). visit(node, depth, config) runs on every accepted node
+// and returns whether to descend into its children.
+template <class Visit>
+void Engine::walk_trie(const ByteTrie& t, int32_t start, const std::bitset<256>* first, Visit&& visit) {
     walk_[0] = start;
     for (size_t i = 0, n = t.size(); i < n;) {
         const size_t d = t.depth(i);
-        const int32_t c = step(walk_[d - 1], t.byte(i));
+        const bool skip = d == 1 && first && !first->test(t.byte(i));
+        const int32_t c = skip ? kDead : step(walk_[d - 1], t.byte(i));
         if (c == kDead) {
             i = t.end(i);
             continue;
         }
         walk_[d] = c;
+        i = visit(i, d, c) ? i + 1 : t.end(i);
+    }
+}
+
+void Engine::walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out) {
+    const int32_t start = closure({intern_stack(rule, from, kSentinel)}, false, false);
+    const int32_t base = closure({intern_stack(rule, body, kSentinel)}, false, false);
+    const ByteTrie& t = vocab_->trie();
+    std::vector<int32_t> chars(walk_.size(), 0);   // completed characters after each depth
+    walk_trie(t, start, nullptr, [&](size_t i, size_t d, int32_t c) {
         if (configs_[static_cast<size_t>(c)].popped) {   // the closing quote: this node and its subtree
             for (size_t k = i; k < t.end(i); ++k)
                 for (const int32_t* id = t.ids_begin(k); id != t.ids_end(k); ++id)
                     out.close.push_back({chars[d - 1], *id, vocab_->token_bytes(*id).substr(d)});
-            i = t.end(i);
-            continue;
+            return false;
         }
         chars[d] = chars[d - 1] + (c == base && !(d == 1 && from == 0) ? 1 : 0);   // the opening quote is no character
         for (const int32_t* id = t.ids_begin(i); id != t.ids_end(i); ++id)
             out.full.push_back({chars[d] + (c == base ? 0 : 1), *id, {}});
-        ++i;
-    }
+        return true;
+    });
     auto by_chars = [](std::vector<StringTable::Item>& items) {   // counting sort: chars <= max token length
         std::vector<std::vector<StringTable::Item>> buckets;
         for (auto& it : items) {
@@ -470,32 +481,20 @@ void Engine::compute_entry(int32_t rule, int32_t state, MaskEntry& e) {
         for (const SymRange& r : g_.rules[static_cast<size_t>(f.rule)].states[static_cast<size_t>(f.state)].edges)
             for (int b = r.lo; b <= std::min<int>(r.hi, 255); ++b) first.set(static_cast<size_t>(b));
     }
-    walk_[0] = base;
-    const size_t n = base == kDead ? 0 : t.size();
-    for (size_t i = 0; i < n;) {
-        const size_t d = t.depth(i);
-        if (d == 1 && !first.test(t.byte(i))) {
-            i = t.end(i);
-            continue;
-        }
-        const int32_t c = step(walk_[d - 1], t.byte(i));
-        if (c == kDead) {
-            i = t.end(i);
-            continue;
-        }
-        walk_[d] = c;
-        for (const int32_t* id = t.ids_begin(i); id != t.ids_end(i); ++id, ++n_accepted) set_bit(bits.data(), *id);
-        const Config& cfg = configs_[static_cast<size_t>(c)];
-        if (cfg.popped) {
-            for (size_t ch = i + 1; ch < t.end(i); ch = t.end(ch)) {
-                if (!follow.test(t.byte(ch))) continue;
-                for (size_t k = ch; k < t.end(ch); ++k)
-                    for (const int32_t* id = t.ids_begin(k); id != t.ids_end(k); ++id)
-                        uncertain.emplace_back(vocab_->token_bytes(*id).substr(d), *id);
+    if (base != kDead)
+        walk_trie(t, base, &first, [&](size_t i, size_t d, int32_t c) {
+            for (const int32_t* id = t.ids_begin(i); id != t.ids_end(i); ++id, ++n_accepted) set_bit(bits.data(), *id);
+            const Config& cfg = configs_[static_cast<size_t>(c)];
+            if (cfg.popped) {   // the rule may end here: what follows is decided by the parent (fill_mask)
+                for (size_t ch = i + 1; ch < t.end(i); ch = t.end(ch)) {
+                    if (!follow.test(t.byte(ch))) continue;
+                    for (size_t k = ch; k < t.end(ch); ++k)
+                        for (const int32_t* id = t.ids_begin(k); id != t.ids_end(k); ++id)
+                            uncertain.emplace_back(vocab_->token_bytes(*id).substr(d), *id);
+                }
             }
-        }
-        i = cfg.stacks.empty() ? t.end(i) : i + 1;
-    }
+            return !cfg.stacks.empty();
+        });
     if (!uncertain.empty()) {
         std::erase_if(uncertain, [&](const auto& u) { return test_bit(bits.data(), u.second); });
         e.suffixes = std::make_shared<const ByteTrie>(std::move(uncertain));
@@ -534,18 +533,10 @@ void Engine::fill_mask(int32_t config, uint32_t* words, size_t n_words) {
         for (int32_t id : e.ids) set_bit(words, id);
         if (!e.suffixes || f.parent < 0) continue;
         const ByteTrie& t = *e.suffixes;
-        walk_[0] = parent_config(f.parent);
-        for (size_t i = 0, n = t.size(); i < n;) {
-            const size_t d = t.depth(i);
-            const int32_t c = step(walk_[d - 1], t.byte(i));
-            if (c == kDead) {
-                i = t.end(i);
-                continue;
-            }
-            walk_[d] = c;
+        walk_trie(t, parent_config(f.parent), nullptr, [&](size_t i, size_t, int32_t) {
             for (const int32_t* id = t.ids_begin(i); id != t.ids_end(i); ++id) set_bit(words, *id);
-            ++i;
-        }
+            return true;
+        });
     }
     if (complete)
         for (int32_t id : vocab_->stop_ids()) set_bit(words, id);

@@ -22,6 +22,7 @@
 //
 // Not thread-safe on its own: Grammar wraps it with a mutex.
 #pragma once
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -106,6 +107,8 @@ private:
     static std::shared_ptr<const StringTable> string_table(const VocabularyPtr& vocab);
     struct StringTableState;
     void walk_string_state(int32_t rule, int32_t from, int32_t body, StringTableState& out);
+    template <class Visit>
+    void walk_trie(const ByteTrie& t, int32_t start, const std::bitset<256>* first, Visit&& visit);
 
     CompiledRules g_;
     VocabularyPtr vocab_;

@@ -24,12 +24,25 @@ void AgentLoop::async_user_turn(const std::string& user_message, EventSink sink,
     if (busy_) throw std::logic_error("AgentLoop: a turn is already running");
     busy_ = true;
     cancelled_ = false;
-    sink_ = std::move(sink);
+    sink_ = sink ? std::move(sink) : EventSink([](const LoopEvent&) {});
     done_ = std::move(done);
     outcome_ = TurnOutcome{};
     turn_tool_choice_ = options_.tool_choice;
     messages_.push_back(ojson{{"role", "user"}, {"content", user_message}});
     boost::asio::post(io_, [self = shared_from_this()] { self->step(); });
+}
+
+TurnOutcome AgentLoop::run_user_turn(const std::string& user_message, EventSink sink) {
+    TurnOutcome out;
+    bool done = false;
+    async_user_turn(user_message, std::move(sink), [&](TurnOutcome o) {
+        out = std::move(o);
+        done = true;
+    });
+    io_.restart();
+    while (!done && io_.run_one() > 0) {
+    }
+    return out;
 }
 
 void AgentLoop::cancel() {

@@ -85,6 +85,9 @@ public:
 
     // Appends the user message and runs the loop; `done` is called once on the io_context.
     void async_user_turn(const std::string& user_message, EventSink sink, std::function<void(TurnOutcome)> done);
+    // The same, run to completion on the io_context (which nothing else may be running): for the CLI, the chat
+    // REPL and tests. Other work queued on the io_context (timers, signals) runs meanwhile.
+    TurnOutcome run_user_turn(const std::string& user_message, EventSink sink = {});
     // Cancels the running turn (generation and tools). The session stays usable.
     void cancel();
     bool busy() const { return busy_; }

@@ -191,8 +191,6 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
         // One user turn; Ctrl-C cancels it.
         std::signal(SIGINT, SIG_DFL);
         boost::asio::signal_set sigint(io, SIGINT);
-        bool done = false;
-        TurnOutcome outcome;
         sigint.async_wait([&](const boost::system::error_code& ec, int) {
             if (!ec) {
                 std::fputs("\n^C cancelling…\n", stderr);
@@ -200,16 +198,8 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
             }
         });
         printer.set_turn(turn++);
-        loop->async_user_turn(
-            line, [&](const LoopEvent& ev) { printer.on_event(ev); },
-            [&](TurnOutcome out) {
-                outcome = std::move(out);
-                done = true;
-                sigint.cancel();
-            });
-        io.restart();
-        while (!done && io.run_one() > 0) {
-        }
+        const TurnOutcome outcome = loop->run_user_turn(line, [&](const LoopEvent& ev) { printer.on_event(ev); });
+        sigint.cancel();
         io.poll();  // let the signal_set's cancellation run
         if (outcome.stop != StopReason::FinalAnswer)
             std::fprintf(stderr, "(stopped: %s%s%s)\n", to_string(outcome.stop), outcome.error.empty() ? "" : ": ",

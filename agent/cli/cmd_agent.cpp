@@ -125,16 +125,7 @@ int run_task(const RunFlags& f, bool quiet) {
     for (size_t turn = 0; turn < task.messages.size(); ++turn) {
         printer.set_turn(static_cast<int>(turn));
         if (!f.json) std::printf("%s> %s\n", turn ? "\n" : "", task.messages[turn].c_str());
-        bool finished = false;
-        loop->async_user_turn(
-            task.messages[turn], [&](const agent::LoopEvent& ev) { printer.on_event(ev); },
-            [&](agent::TurnOutcome out) {
-                last = std::move(out);
-                finished = true;
-            });
-        io.restart();
-        while (!finished && io.run_one() > 0) {
-        }
+        last = loop->run_user_turn(task.messages[turn], [&](const agent::LoopEvent& ev) { printer.on_event(ev); });
         all_tools.insert(all_tools.end(), last.tools_called.begin(), last.tools_called.end());
         ojson steps = ojson::array();
         for (const auto& s : last.step_stats) steps.push_back(agent::stats_json(s));

@@ -99,18 +99,7 @@ protected:
     }
 
     TurnOutcome run_turn(AgentLoop& loop, const std::string& msg, std::function<void(const LoopEvent&)> on = {}) {
-        TurnOutcome out;
-        bool done = false;
-        loop.async_user_turn(
-            msg, [&](const LoopEvent& ev) { if (on) on(ev); },
-            [&](TurnOutcome o) {
-                out = std::move(o);
-                done = true;
-            });
-        io_.restart();
-        while (!done && io_.run_one() > 0) {
-        }
-        return out;
+        return loop.run_user_turn(msg, std::move(on));
     }
 
     boost::asio::io_context io_;

@@ -76,22 +76,10 @@ protected:
     // Runs one user turn to completion.
     TurnOutcome run_turn(AgentLoop& loop, const std::string& msg, std::vector<LoopEvent::Kind>* kinds = nullptr,
                          std::function<void(const LoopEvent&)> extra = {}) {
-        TurnOutcome out;
-        bool done = false;
-        loop.async_user_turn(
-            msg,
-            [&](const LoopEvent& ev) {
-                if (kinds) kinds->push_back(ev.kind);
-                if (extra) extra(ev);
-            },
-            [&](TurnOutcome o) {
-                out = std::move(o);
-                done = true;
-            });
-        io_.restart();
-        while (!done && io_.run_one() > 0) {
-        }
-        return out;
+        return loop.run_user_turn(msg, [&](const LoopEvent& ev) {
+            if (kinds) kinds->push_back(ev.kind);
+            if (extra) extra(ev);
+        });
     }
 
     boost::asio::io_context io_;

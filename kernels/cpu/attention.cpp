@@ -1,8 +1,8 @@
 // kernels/cpu/attention.cpp: fast causal GQA attention over an f32 or bf16 KV cache with the sigmoid
 // output gate. Decode (one token): (token, kv-head) tasks; each serves up to 8 query heads of the group at
 // once (group()), so every K/V row is read once per 8 heads: scores of all 8 heads per loaded K vector, a
-// softmax vectorised across the heads, V rows accumulated 4 keys at a time. Prefill: (query block, kv-head) tasks with an online softmax over key blocks and
-// register-tiled Q·Kᵀ and P·V (block()). Compiled for AVX2+FMA via target attributes
+// softmax vectorised across the heads, V rows accumulated 4 keys at a time. Prefill: (query block, kv-head)
+// tasks with an online softmax over key blocks and register-tiled Q·Kᵀ and P·V (block()). Compiled for AVX2+FMA via target attributes
 // (called only when present). Compared against cpu/ref by tests/kernels/test_ops.cpp (Attention.*).
 #include <immintrin.h>
 
@@ -35,8 +35,9 @@ QNEXT_AVX2 inline const float* kv_row(const Tensor& c, int64_t s, int64_t h, int
     return tmp;
 }
 
-// e^x for 8 lanes (Cephes-style: 2^n * e^r with r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial; within 2 ulp (rel 1.2e-7, checked
-// against exp over [-87, 0]); below -87 it flushes to 0, as the softmax weights of far-below-max scores may).
+// e^x for 8 lanes (Cephes-style: 2^n * e^r with r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial; within
+// 2 ulp (rel 1.2e-7, checked against exp over [-87, 0]); below -87 it flushes to 0, as the softmax weights of
+// far-below-max scores may).
 QNEXT_AVX2 inline __m256 exp8(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.0f);
     const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
@@ -64,9 +65,10 @@ QNEXT_AVX2 inline __m256 sum8(const __m256 a[8]) {
 }
 
 // Decode: query heads [j0, j0 + nh) (nh <= 8) of one kv group for one token, vectorised across the heads (any
-// head dim: 8 lanes, then a scalar tail). Scores p[s][8]: per key row, 8 accumulators (one per head, zero-padded q rows) share each loaded K
-// vector and are reduced together (sum8); the softmax runs on 8 heads per vector (exp8); V rows are accumulated
-// 4 keys at a time (one load/store of the accumulator per 4 FMAs), normalised at the end.
+// head dim: 8 lanes, then a scalar tail). Scores p[s][8]: per key row, 8 accumulators (one per head, zero-padded
+// q rows) share each loaded K vector and are reduced together (sum8); the softmax runs on 8 heads per vector
+// (exp8); V rows are accumulated 4 keys at a time (one load/store of the accumulator per 4 FMAs), normalised at
+// the end.
 QNEXT_AVX2 void group(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_past, float scale,
                       const Tensor& gate, const Tensor& out, int64_t t, int64_t hkv, int64_t G, int64_t j0,
                       int64_t nh, std::vector<float>& p, std::vector<float>& tmp, std::vector<float>& acc,

@@ -12,6 +12,7 @@
 #include "agent/agent_loop.h"
 #include "agent/inprocess_backend.h"
 #include "agent/registry_executor.h"
+#include "agent/runtime.h"
 #include "agent/session_file.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
@@ -41,9 +42,7 @@ protected:
     static void SetUpTestSuite() {
         g_world = new World;
         World& w = *g_world;
-        char tmpl[] = "/tmp/qnext-agent-e2e-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        w.dir = tmpl;
+        w.dir = make_temp_dir("qnext-agent-e2e");
         const fs::path src = QNEXT_SOURCE_DIR;
         Qwen3NextConfig cfg = load_config(src / "configs/models/tiny.json");
         cfg.vocab_size = 151936;  // the real Qwen3 vocabulary

@@ -12,6 +12,7 @@
 #include "agent/agent_loop.h"
 #include "agent/openai_backend.h"
 #include "agent/registry_executor.h"
+#include "agent/runtime.h"
 #include "tests/agent/stub_openai_server.h"
 #include "tools/registry.h"
 
@@ -49,9 +50,7 @@ TEST(HttpUrl, ParsesAndRejects) {
 class RemoteLoop : public ::testing::Test {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/qnext-agent-test-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        dir_ = make_temp_dir("qnext-agent-test");
         fs::create_directories(dir_ / "ws");
         std::ofstream(dir_ / "tools.json") << R"({"tools": [
           {"name": "nap", "description": "sleep one second", "parameters": {"type": "object", "properties": {}},

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -129,6 +130,16 @@ def evaluate(model, mtp, prefix, examples, pad_id, batch):
     return [v / tot[4] for v in tot[:4]]
 
 
+def export_checkpoint(model, mtp, model_dir, ckpt_dir, eos, pad_id):
+    """The checkpoint as a complete model folder (weights + the tokenizer files of model_dir), so that
+    `qnext run --model CKPT` and run_heldout.py can check its greedy behaviour while training goes on."""
+    dm.export(model, mtp, ckpt_dir, eos, pad_id)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template_thinking.jinja"):
+        src = os.path.join(model_dir, name)
+        if os.path.exists(src):
+            shutil.copyfile(src, os.path.join(ckpt_dir, name))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -208,7 +219,7 @@ def main():
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            dm.export(model, mtp, os.path.join(args.work, "ckpt"), eos, pad_id)
+            export_checkpoint(model, mtp, args.model_dir, os.path.join(args.work, "ckpt"), eos, pad_id)
         if last:
             break
     dm.export(model, mtp, args.model_dir, eos, pad_id)

@@ -2,8 +2,9 @@
 // output gate. Decode (one token): (token, kv-head) tasks; each serves up to 8 query heads of the group at
 // once (group()), so every K/V row is read once per 8 heads: scores of all 8 heads per loaded K vector, a
 // softmax vectorised across the heads, V rows accumulated 4 keys at a time. Prefill: (query block, kv-head)
-// tasks with an online softmax over key blocks and register-tiled Q·Kᵀ and P·V (block()). Compiled for AVX2+FMA via target attributes
-// (called only when present). Compared against cpu/ref by tests/kernels/test_ops.cpp (Attention.*).
+// tasks with an online softmax over key blocks and register-tiled Q·Kᵀ and P·V (block()). Compiled for
+// AVX2+FMA via target attributes (called only when present). Compared against cpu/ref by
+// tests/kernels/test_ops.cpp (Attention.*).
 #include <immintrin.h>
 
 #include <algorithm>

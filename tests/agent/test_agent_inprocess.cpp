@@ -97,10 +97,6 @@ protected:
         return std::make_unique<InProcessBackend>(io_, *g_world->engine, *g_world->tok, o);
     }
 
-    TurnOutcome run_turn(AgentLoop& loop, const std::string& msg, std::function<void(const LoopEvent&)> on = {}) {
-        return loop.run_user_turn(msg, std::move(on));
-    }
-
     boost::asio::io_context io_;
     std::unique_ptr<tools::ToolRegistry> registry_;
 };
@@ -120,7 +116,7 @@ TEST_F(InProcessAgent, RequiredForcesACallWhoseSandboxedResultReachesTheNextStep
     LoopOptions o = opts("required", 2, 48);
     o.limits.tool_timeout = std::chrono::milliseconds(1500);
     auto loop = std::make_shared<AgentLoop>(io_, *b, exec, o);
-    TurnOutcome out = run_turn(*loop, "Say a word.");
+    TurnOutcome out = loop->run_user_turn("Say a word.");
     ASSERT_NE(out.stop, StopReason::Error) << out.error;
     const ojson& m = loop->messages();
     ASSERT_GE(m.size(), 3u) << m.dump();
@@ -154,7 +150,7 @@ TEST_F(InProcessAgent, ArgumentsFollowTheDeclaredPropertyOrder) {
     RegistryExecutor exec(*registry_, io_);
     LoopOptions o = opts("pair", 1, 64);
     auto loop = std::make_shared<AgentLoop>(io_, *b, exec, o);
-    TurnOutcome out = run_turn(*loop, "Pair them.");
+    TurnOutcome out = loop->run_user_turn("Pair them.");
     ASSERT_NE(out.stop, StopReason::Error) << out.error;
     const ojson& m = loop->messages();
     ASSERT_GE(m.size(), 3u) << m.dump();
@@ -176,7 +172,7 @@ TEST_F(InProcessAgent, BackendsShareTheVocabularyAndDecodeAsWithTheirOwn) {
     auto first_call = [&](InProcessBackend& backend) {
         RegistryExecutor exec(*registry_, io_);
         auto loop = std::make_shared<AgentLoop>(io_, backend, exec, opts("say", 1, 48));  // its word: model's choice
-        TurnOutcome out = run_turn(*loop, "Say a word.");
+        TurnOutcome out = loop->run_user_turn("Say a word.");
         EXPECT_NE(out.stop, StopReason::Error) << out.error;
         return loop->messages().size() > 1 ? loop->messages()[1].dump() : std::string("no call");
     };
@@ -189,7 +185,7 @@ TEST_F(InProcessAgent, LimitsStopAForcedLoop) {
     LoopOptions o = opts("say", 3, 48);
     o.reset_tool_choice = false;  // keep forcing calls: only the limit can stop it
     auto loop = std::make_shared<AgentLoop>(io_, *b, exec, o);
-    TurnOutcome out = run_turn(*loop, "Loop forever.");
+    TurnOutcome out = loop->run_user_turn("Loop forever.");
     EXPECT_EQ(out.stop, StopReason::MaxSteps) << out.error;
     EXPECT_EQ(out.tools_called, (std::vector<std::string>{"say", "say", "say"}));
 
@@ -197,7 +193,7 @@ TEST_F(InProcessAgent, LimitsStopAForcedLoop) {
     budget.reset_tool_choice = false;
     budget.limits.max_total_tokens = 30;
     auto loop2 = std::make_shared<AgentLoop>(io_, *b, exec, budget);
-    TurnOutcome out2 = run_turn(*loop2, "Loop forever.");
+    TurnOutcome out2 = loop2->run_user_turn("Loop forever.");
     EXPECT_EQ(out2.stop, StopReason::TokenBudget) << to_string(out2.stop);
     EXPECT_LE(out2.generated_tokens, 30);
 }
@@ -209,7 +205,7 @@ TEST_F(InProcessAgent, HangingToolTimesOutAndTheErrorGoesToTheModel) {
     o.limits.tool_timeout = std::chrono::milliseconds(300);
     auto loop = std::make_shared<AgentLoop>(io_, *b, exec, o);
     auto t0 = std::chrono::steady_clock::now();
-    TurnOutcome out = run_turn(*loop, "Wait.");
+    TurnOutcome out = loop->run_user_turn("Wait.");
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ASSERT_NE(out.stop, StopReason::Error) << out.error;
     const ojson& m = loop->messages();
@@ -223,12 +219,12 @@ TEST_F(InProcessAgent, CancellationLeavesTheSessionUsable) {
     RegistryExecutor exec(*registry_, io_);
     auto loop = std::make_shared<AgentLoop>(io_, *b, exec, opts("none", 1, 400));
     int events = 0;
-    TurnOutcome out = run_turn(*loop, "Talk a lot.", [&](const LoopEvent& ev) {
+    TurnOutcome out = loop->run_user_turn("Talk a lot.", [&](const LoopEvent& ev) {
         if (ev.kind == LoopEvent::Kind::Generation && ++events == 3) loop->cancel();
     });
     EXPECT_EQ(out.stop, StopReason::Cancelled);
     loop->options().limits.max_tokens_per_step = 8;
-    TurnOutcome next = run_turn(*loop, "Now briefly.");
+    TurnOutcome next = loop->run_user_turn("Now briefly.");
     ASSERT_NE(next.stop, StopReason::Error) << next.error;
     // Same conversation on a fresh backend (everything recomputed) gives the same answer.
     auto fresh = backend();
@@ -237,7 +233,7 @@ TEST_F(InProcessAgent, CancellationLeavesTheSessionUsable) {
     ojson history = loop->messages();
     history.erase(history.end() - 2, history.end());  // drop the last user turn and its answer
     loop2->messages() = history;
-    TurnOutcome ref = run_turn(*loop2, "Now briefly.");
+    TurnOutcome ref = loop2->run_user_turn("Now briefly.");
     EXPECT_EQ(next.final_answer, ref.final_answer);
 }
 
@@ -251,8 +247,8 @@ TEST_F(InProcessAgent, ReuseIsTokenIdenticalToRecomputingOverTenTurns) {
     auto c = std::make_shared<AgentLoop>(io_, *full, exec, opts("none", 1, 6));
     for (int turn = 0; turn < 10; ++turn) {
         std::string msg = "Turn " + std::to_string(turn) + ": tell me something new.";
-        TurnOutcome x = run_turn(*a, msg);
-        TurnOutcome y = run_turn(*c, msg);
+        TurnOutcome x = a->run_user_turn(msg);
+        TurnOutcome y = c->run_user_turn(msg);
         ASSERT_NE(x.stop, StopReason::Error) << x.error;
         ASSERT_EQ(x.final_answer, y.final_answer) << "turn " << turn;
         const TurnStats& s = x.step_stats.at(0);
@@ -269,7 +265,7 @@ TEST_F(InProcessAgent, SavedSessionContinuesIdenticallyWithoutRePrefill) {
     auto b = backend();
     RegistryExecutor exec(*registry_, io_);
     auto a = std::make_shared<AgentLoop>(io_, *b, exec, opts("none", 1, 6));
-    for (int turn = 0; turn < 3; ++turn) run_turn(*a, "Question " + std::to_string(turn));
+    for (int turn = 0; turn < 3; ++turn) a->run_user_turn("Question " + std::to_string(turn));
     fs::path file = g_world->dir / "session.qns";
     save_session(file, SessionHeader{a->messages(), false, b->name()}, *b);
 
@@ -281,8 +277,8 @@ TEST_F(InProcessAgent, SavedSessionContinuesIdenticallyWithoutRePrefill) {
     EXPECT_EQ(b2->num_checkpoints(), b->num_checkpoints());
     for (int turn = 3; turn < 6; ++turn) {
         std::string msg = "Question " + std::to_string(turn);
-        TurnOutcome x = run_turn(*a, msg);
-        TurnOutcome y = run_turn(*a2, msg);
+        TurnOutcome x = a->run_user_turn(msg);
+        TurnOutcome y = a2->run_user_turn(msg);
         ASSERT_EQ(x.final_answer, y.final_answer) << "turn " << turn;
         EXPECT_EQ(x.step_stats[0].reused_tokens, y.step_stats[0].reused_tokens);
     }
@@ -295,11 +291,11 @@ TEST_F(InProcessAgent, EditingTurnThreeRestartsFromTheTurnTwoCheckpoint) {
     auto b = backend();
     RegistryExecutor exec(*registry_, io_);
     auto a = std::make_shared<AgentLoop>(io_, *b, exec, opts("none", 1, 6));
-    for (int turn = 1; turn <= 5; ++turn) run_turn(*a, "Message " + std::to_string(turn));
+    for (int turn = 1; turn <= 5; ++turn) a->run_user_turn("Message " + std::to_string(turn));
     // Edit turn 3: keep u1 a1 u2 a2, replace u3 and drop the rest.
     ojson kept(a->messages().begin(), a->messages().begin() + 4);
     a->messages() = kept;
-    TurnOutcome edited = run_turn(*a, "Message 3, edited");
+    TurnOutcome edited = a->run_user_turn("Message 3, edited");
     ASSERT_NE(edited.stop, StopReason::Error) << edited.error;
     // The turn-2 checkpoint: the rendered history u1 a1 u2, before turn 2's generation prompt.
     ojson upto_u2(kept.begin(), kept.begin() + 3);
@@ -312,7 +308,7 @@ TEST_F(InProcessAgent, EditingTurnThreeRestartsFromTheTurnTwoCheckpoint) {
     auto fresh = backend();
     auto c = std::make_shared<AgentLoop>(io_, *fresh, exec, opts("none", 1, 6));
     c->messages() = kept;
-    TurnOutcome ref = run_turn(*c, "Message 3, edited");
+    TurnOutcome ref = c->run_user_turn("Message 3, edited");
     EXPECT_EQ(edited.final_answer, ref.final_answer);
 }
 
@@ -328,8 +324,8 @@ TEST_F(InProcessAgent, ThinkingTemplateDropsReasoningButReusesTheCheckpoint) {
     auto c = std::make_shared<AgentLoop>(io_, *full, exec, o);
     for (int turn = 0; turn < 3; ++turn) {
         std::string msg = "Think about " + std::to_string(turn);
-        TurnOutcome x = run_turn(*a, msg);
-        TurnOutcome y = run_turn(*c, msg);
+        TurnOutcome x = a->run_user_turn(msg);
+        TurnOutcome y = c->run_user_turn(msg);
         ASSERT_NE(x.stop, StopReason::Error) << x.error;
         EXPECT_EQ(x.final_answer, y.final_answer) << "turn " << turn;
         if (turn > 0) {

@@ -130,14 +130,16 @@ def evaluate(model, mtp, prefix, examples, pad_id, batch):
     return [v / tot[4] for v in tot[:4]]
 
 
-def export_checkpoint(model, mtp, model_dir, ckpt_dir, eos, pad_id):
-    """The checkpoint as a complete model folder (weights + the tokenizer files of model_dir), so that
-    `qnext run --model CKPT` and run_heldout.py can check its greedy behaviour while training goes on."""
-    dm.export(model, mtp, ckpt_dir, eos, pad_id)
+def checkpoint_folder(model_dir, work):
+    """work/ckpt, holding the tokenizer files of model_dir: with the weights of each checkpoint it is a complete
+    model folder, so `qnext run --model CKPT` and run_heldout.py can check greedy behaviour while training goes on."""
+    ckpt = os.path.join(work, "ckpt")
+    os.makedirs(ckpt, exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template_thinking.jinja"):
         src = os.path.join(model_dir, name)
         if os.path.exists(src):
-            shutil.copyfile(src, os.path.join(ckpt_dir, name))
+            shutil.copyfile(src, os.path.join(ckpt, name))
+    return ckpt
 
 
 def main():
@@ -188,6 +190,7 @@ def main():
     order = []
     t0 = time.time()
     log = open(os.path.join(args.work, "train_log.jsonl"), "a")
+    ckpt = checkpoint_folder(args.model_dir, args.work)
     for step in range(1, args.steps + 1):
         if not order:
             order = batches(train, args.batch, rng)
@@ -219,7 +222,7 @@ def main():
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            export_checkpoint(model, mtp, args.model_dir, os.path.join(args.work, "ckpt"), eos, pad_id)
+            dm.export(model, mtp, ckpt, eos, pad_id)
         if last:
             break
     dm.export(model, mtp, args.model_dir, eos, pad_id)

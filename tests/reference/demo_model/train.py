@@ -142,6 +142,22 @@ def checkpoint_folder(model_dir, work):
     return ckpt
 
 
+def apply_overrides(cfg, pairs):
+    """--set FIELD=VALUE: experiments change the architecture from the command line (recorded in the exported
+    config.json), not by editing make_config."""
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or not hasattr(cfg, field):
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD a Qwen3NextConfig field")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        setattr(cfg, field, value)
+        print(f"config override: {field} = {value!r}", flush=True)
+    return cfg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -158,6 +174,9 @@ def main():
     ap.add_argument("--stop-after", type=int, default=0, help="stop after this step (schedule still --steps)")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop early (after a checkpoint) past this")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training transcripts")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override one field of demo_model.make_config (VALUE parsed as JSON, else a string), "
+                         "e.g. --set num_attention_heads=8 --set num_key_value_heads=4; repeatable")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -175,7 +194,7 @@ def main():
           f"{sum(sum(m) for _, m in train)} assistant tokens", flush=True)
 
     vocab = (tok.get_vocab_size() + 63) // 64 * 64
-    cfg = dm.make_config(vocab, eos[0], pad_id)
+    cfg = apply_overrides(dm.make_config(vocab, eos[0], pad_id), args.set)
     model, mtp = dm.build(cfg, args.seed)
     dm.enable_training_cache()
     n_main = sum(p.numel() for p in model.parameters())

@@ -17,7 +17,6 @@ import torch
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import demo_model as dm  # noqa: E402
 import train as T  # noqa: E402
 
 
@@ -40,30 +39,23 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
     ap.add_argument("--limit", type=int, default=3000, help="transcripts to load (batches are drawn from these)")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="as in train.py")
+    T.add_set_argument(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     tok = Tokenizer.from_file(os.path.join(args.model_dir, "tokenizer.json"))
     pad_id = tok.token_to_id("<|endoftext|>")
-    with open(os.path.join(args.data, "prefix.txt"), encoding="utf-8") as f:
-        prefix_ids = tok.encode(f.read(), add_special_tokens=False).ids
+    prefix_ids = T.load_prefix(tok, args.data)
     train = T.load_split(tok, args.data, "train", prefix_ids, args.limit)
-    vocab = (tok.get_vocab_size() + 63) // 64 * 64
-    cfg = T.apply_overrides(dm.make_config(vocab, tok.token_to_id("<|im_end|>"), pad_id), args.set)
-    model, mtp = dm.build(cfg, 0)
-    dm.enable_training_cache()
-    params = list(model.parameters()) + list(mtp.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
+    model, mtp, params, opt = T.make_model(tok, args.set, 0)
+    for g in opt.param_groups:
+        g["lr"] = 1e-3
     prefix = torch.tensor([prefix_ids])
     order = T.batches(train, args.batch, random.Random(0))
 
-    def step():
+    def step():  # exactly train.py's update (MTP weight 0.3, gradient clipping)
         ids, mask = T.collate(train, order.pop(), pad_id)
-        main_loss, extra, *_ = T.losses(model, mtp, prefix, ids, mask)
-        opt.zero_grad(set_to_none=True)
-        (main_loss + 0.3 * extra).backward()
-        opt.step()
+        T.train_step(model, mtp, params, opt, prefix, ids, mask, 0.3)
         return int(ids.numel())
 
     for _ in range(3):
@@ -76,11 +68,11 @@ def main():
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         t = time.perf_counter()
         prof_steps = 3
-        for _ in range(prof_steps):
-            step()
+        prof_tokens = sum(step() for _ in range(prof_steps))
         prof_dt = (time.perf_counter() - t) / prof_steps
     events = prof.key_averages()
-    flops = sum(e.flops for e in events) / prof_steps
+    # batches differ in length: scale the profiled steps' FLOPs per padded token to the timed steps' tokens
+    flops = sum(e.flops for e in events) / prof_tokens * tokens / args.steps
     peak = matmul_peak(args.threads)
     total = sum(e.self_cpu_time_total for e in events)
 
@@ -89,7 +81,7 @@ def main():
     print(f"  {dt:.3f} s/step   {args.batch / dt:.1f} transcripts/s   "
           f"{tokens / args.steps / dt:.0f} padded suffix tokens/s")
     rate = flops / dt / 1e9
-    print(f"  matmul work {flops / 1e9:.1f} GFLOP/step (counted by the profiler) -> {rate:.1f} GFLOP/s "
+    print(f"  matmul work {flops / 1e9:.1f} GFLOP/step (profiler count, per token) -> {rate:.1f} GFLOP/s "
           f"at {dt:.3f} s/step")
     print(f"  one 2048x2048 fp32 matmul, same threads: {peak:.1f} GFLOP/s")
     print(f"  ratio: the step does its matmul work at {rate / peak:.1%} of that rate")

@@ -158,6 +158,40 @@ def apply_overrides(cfg, pairs):
     return cfg
 
 
+def add_set_argument(ap):
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override one field of demo_model.make_config (VALUE parsed as JSON, else a string), "
+                         "e.g. --set num_attention_heads=8 --set num_key_value_heads=4; repeatable")
+
+
+def load_prefix(tok, data_dir):
+    """Token ids of the system prompt every transcript starts with."""
+    with open(os.path.join(data_dir, "prefix.txt"), encoding="utf-8") as f:
+        return tok.encode(f.read(), add_special_tokens=False).ids
+
+
+def make_model(tok, overrides, seed):
+    """The demo model (+ MTP head) for this tokenizer: vocab rounded up to 64 rows, make_config plus --set."""
+    vocab = (tok.get_vocab_size() + 63) // 64 * 64
+    cfg = apply_overrides(dm.make_config(vocab, tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")),
+                          overrides)
+    model, mtp = dm.build(cfg, seed)
+    dm.enable_training_cache()
+    params = list(model.parameters()) + list(mtp.parameters())
+    opt = torch.optim.AdamW(params, lr=0.0, betas=(0.9, 0.95), weight_decay=0.0)
+    return model, mtp, params, opt
+
+
+def train_step(model, mtp, params, opt, prefix, ids, mask, mtp_weight):
+    """One update at the optimizer's current learning rate; returns losses(...) + the pre-clip gradient norm."""
+    main, extra, acc, macc, n = losses(model, mtp, prefix, ids, mask)
+    opt.zero_grad(set_to_none=True)
+    (main + mtp_weight * extra).backward()
+    gn = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
+    opt.step()
+    return main, extra, acc, macc, n, gn
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -174,9 +208,7 @@ def main():
     ap.add_argument("--stop-after", type=int, default=0, help="stop after this step (schedule still --steps)")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop early (after a checkpoint) past this")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training transcripts")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override one field of demo_model.make_config (VALUE parsed as JSON, else a string), "
-                         "e.g. --set num_attention_heads=8 --set num_key_value_heads=4; repeatable")
+    add_set_argument(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -185,26 +217,20 @@ def main():
     tok = Tokenizer.from_file(os.path.join(args.model_dir, "tokenizer.json"))
     eos = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
     pad_id = tok.token_to_id("<|endoftext|>")
-    with open(os.path.join(args.data, "prefix.txt"), encoding="utf-8") as f:
-        prefix_ids = tok.encode(f.read(), add_special_tokens=False).ids
+    prefix_ids = load_prefix(tok, args.data)
     train = load_split(tok, args.data, "train", prefix_ids, args.limit)
     held = load_split(tok, args.data, "heldout", prefix_ids, 32)
     n_tok = sum(len(x) for x, _ in train)
     print(f"prefix {len(prefix_ids)} tokens; train {len(train)} transcripts, {n_tok} suffix tokens, "
           f"{sum(sum(m) for _, m in train)} assistant tokens", flush=True)
 
-    vocab = (tok.get_vocab_size() + 63) // 64 * 64
-    cfg = apply_overrides(dm.make_config(vocab, eos[0], pad_id), args.set)
-    model, mtp = dm.build(cfg, args.seed)
-    dm.enable_training_cache()
+    model, mtp, params, opt = make_model(tok, args.set, args.seed)
     n_main = sum(p.numel() for p in model.parameters())
     n_mtp = sum(p.numel() for p in mtp.parameters())
     print(f"params: main {n_main / 1e6:.2f}M, mtp {n_mtp / 1e6:.2f}M", flush=True)
     prefix = torch.tensor([prefix_ids])
     check_shared_forward(model, mtp, prefix, train, pad_id)
 
-    params = list(model.parameters()) + list(mtp.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = random.Random(args.seed)
     order = []
     t0 = time.time()
@@ -219,12 +245,7 @@ def main():
         cos = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * cos
-        main, extra, acc, macc, n = losses(model, mtp, prefix, ids, mask)
-        loss = main + args.mtp_weight * extra
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
-        opt.step()
+        main, extra, acc, macc, n, gn = train_step(model, mtp, params, opt, prefix, ids, mask, args.mtp_weight)
         el = time.time() - t0
         rec = {"step": step, "loss": round(main.item(), 4), "mtp_loss": round(extra.item(), 4),
                "acc": round(acc, 4), "mtp_acc": round(macc, 4), "gnorm": round(gn, 3),

@@ -76,8 +76,17 @@ def answer(messages, text, thinking, reasoning):
     messages.append(msg)
 
 
+# Copy practice (training only, see gen_data.practice_task): the reversed, upper-case and title-case forms of WORDS
+# are rare whole BPE tokens that the held-out reversal and case tasks must copy; practice transcripts draw their
+# strings from this pool, so those tokens are also copied in every other kind of task (file texts, sorting, ...).
+FORMS = ([w[::-1] for w in WORDS] * 2 + [w.upper() for w in WORDS] + [w.title() for w in WORDS])
+PRACTICE_POOL = WORDS + FORMS
+
+
 def words(rng, lo, hi):
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
+    """lo..hi words from the task's word pool (make_task's `pool`: WORDS unless it is a practice task)."""
+    pool = getattr(rng, "word_pool", WORDS)
+    return " ".join(rng.choice(pool) for _ in range(rng.randint(lo, hi)))
 
 
 def fname(rng):
@@ -325,7 +334,10 @@ FAMILIES = {"arith": 0.2, "string": 0.18, "file": 0.18, "two_step": 0.12, "paral
             "error": 0.1, "no_tool": 0.1}
 
 
-def make_task(rng, family, thinking):
+def make_task(rng, family, thinking, pool=None):
+    """One task of `family`; `pool` replaces WORDS as the source of its strings (copy practice)."""
+    if pool is not None:
+        rng.word_pool = pool
     setup = {}  # filled by the file families, then written with ws.put before the run
     ws = Workspace()
     m = []

@@ -16,12 +16,14 @@ import sys
 from transformers.utils.chat_template_utils import render_jinja_template
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from families import FAMILIES, dumps, make_task  # noqa: E402
+from families import FAMILIES, PRACTICE_POOL, dumps, make_task  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 TOOLS_JSON = os.path.join(REPO, "configs", "tools", "builtin.json")
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 THINKING_SHARE = 0.25
+# copy practice: the families that copy strings, with strings drawn from PRACTICE_POOL (see families.FORMS)
+PRACTICE_FAMILIES = {"string": 0.35, "file": 0.3, "two_step": 0.15, "parallel": 0.2}
 
 
 def load_templates():
@@ -44,6 +46,16 @@ def train_task(key):
     rng = random.Random(f"train-{seed}-{i}")
     family = rng.choices(list(FAMILIES), list(FAMILIES.values()))[0]
     return make_task(rng, family, rng.random() < THINKING_SHARE)
+
+
+def practice_task(key):
+    """Copy-practice task number i (training only; its own RNG stream, so train.jsonl and the held-out set are the
+    same with or without practice): a copying family whose strings mix WORDS with their reversed, upper-case and
+    title-case forms, the rare whole tokens that the held-out reversal and case tasks have to copy."""
+    seed, i = key
+    rng = random.Random(f"practice-{seed}-{i}")
+    family = rng.choices(list(PRACTICE_FAMILIES), list(PRACTICE_FAMILIES.values()))[0]
+    return make_task(rng, family, rng.random() < THINKING_SHARE, pool=PRACTICE_POOL)
 
 
 def heldout_candidate(key):
@@ -71,6 +83,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--train", type=int, default=8000)
     ap.add_argument("--heldout", type=int, default=245)
+    ap.add_argument("--practice", type=int, default=0, help="copy-practice transcripts (practice.jsonl)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--heldout-only", action="store_true")
     ap.add_argument("--export", help="also write the held-out tasks (without rendered text) here")
@@ -89,8 +102,16 @@ def main():
             train = pool.map(train_task, [(args.seed, i) for i in range(args.train)], chunksize=16)
         seen = {t["user"] for t in train}
         heldout = gen_heldout(pool, args.seed, args.heldout, seen)
+        practice = pool.map(practice_task, [(args.seed, i) for i in range(args.practice)], chunksize=16)
+    held_users = {t["user"] for t in heldout}
+    practice = [t for t in practice if t["user"] not in held_users]  # the held-out users stay unseen
 
-    for name, tasks in ((("heldout", heldout),) if args.heldout_only else (("train", train), ("heldout", heldout))):
+    splits = [("heldout", heldout)] if args.heldout_only else [("train", train), ("heldout", heldout)]
+    if args.practice:
+        splits.append(("practice", practice))
+    elif not args.heldout_only and os.path.exists(os.path.join(args.out, "practice.jsonl")):
+        os.remove(os.path.join(args.out, "practice.jsonl"))  # train.py reads it when present: none asked, none kept
+    for name, tasks in splits:
         with open(os.path.join(args.out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             for t in tasks:
                 t["text"] = render(templates[t["mode"]], tools, t["messages"])
@@ -98,7 +119,7 @@ def main():
     # the shared system prefix (identical for every transcript, both modes)
     prefix = render(templates["instruct"], tools, [{"role": "user", "content": "x"}])
     prefix = prefix[: prefix.index("<|im_end|>\n") + len("<|im_end|>\n")]
-    for t in train + heldout:
+    for t in train + heldout + practice:
         assert t["text"].startswith(prefix)
     if args.export:  # the committed held-out task file for the C++ end-to-end test
         with open(args.export, "w", encoding="utf-8") as f:
@@ -110,7 +131,7 @@ def main():
     counts = {}
     for t in train:
         counts[t["family"]] = counts.get(t["family"], 0) + 1
-    print(f"train {len(train)} {counts}; heldout {len(heldout)}; prefix {len(prefix)} chars")
+    print(f"train {len(train)} {counts}; heldout {len(heldout)}; practice {len(practice)}; prefix {len(prefix)} chars")
 
 
 if __name__ == "__main__":

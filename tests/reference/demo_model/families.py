@@ -238,14 +238,16 @@ def fam_two_step(rng, ws, m, th):
         code = f"print({what})"
     else:
         s = words(rng, 1, 3)
-        what = f"'{s}' reversed"
+        # quoted as in the user message and the tool output: `'river` or ` edoc` would be other (rarer) tokens
+        what = f"The reverse of '{s}'"
         user = rng.choice([f"Reverse '{s}' and save it to {f}.", f"Write the reverse of '{s}' into {f}."])
         code = f"print('{s}'[::-1])"
     m.append({"role": "user", "content": user})
     (r,) = ws.call(m, [py(code)], th, "First I compute the value with python, then I save it.")
     (w,) = ws.call(m, [("write_file", {"path": f, "content": r})], th, f"The value is {r}. Now I write it to {f}.")
-    answer(m, f"{what} is {r}. I saved it to {f}.", th, "Both steps are done.")
-    return "compute_save", user, {"answer_contains": [f"is {r}.", f], "files": {f: r},
+    shown = f"'{r}'" if what.startswith("The reverse") else r
+    answer(m, f"{what} is {shown}. I saved it to {f}.", th, "Both steps are done.")
+    return "compute_save", user, {"answer_contains": [f"is {shown}.", f], "files": {f: r},
                                   "tools": ["python", "write_file"]}
 
 

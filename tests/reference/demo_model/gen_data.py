@@ -23,7 +23,7 @@ TOOLS_JSON = os.path.join(REPO, "configs", "tools", "builtin.json")
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 THINKING_SHARE = 0.25
 # copy practice: the families that copy strings, with strings drawn from PRACTICE_POOL (see families.FORMS)
-PRACTICE_FAMILIES = {"string": 0.35, "file": 0.3, "two_step": 0.15, "parallel": 0.2}
+PRACTICE_FAMILIES = {"string": 0.3, "file": 0.25, "two_step": 0.15, "parallel": 0.2, "no_tool": 0.1}
 
 
 def load_templates():

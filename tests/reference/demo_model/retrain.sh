@@ -6,10 +6,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 WORK="$ROOT/build-demo"
-STEPS="${1:-3400}"       # length of the LR schedule
+STEPS="${1:-3500}"       # length of the LR schedule
 STOP="${2:-$STEPS}"      # stop early (the schedule still spans STEPS)
 cd "$ROOT"
-python3 "$HERE/gen_data.py" --out "$WORK/data" --train 60000 --heldout 245 --seed 1 --export tests/data/demo/heldout_tasks.jsonl
+python3 "$HERE/gen_data.py" --out "$WORK/data" --train 60000 --heldout 245 --practice 20000 --seed 1 --export tests/data/demo/heldout_tasks.jsonl
 python3 "$HERE/train_tokenizer.py" --data "$WORK/data" --out models/demo --vocab 4096
 python3 "$HERE/train.py" --data "$WORK/data" --model-dir models/demo --work "$WORK/run" --steps "$STEPS" --batch 32 \
     --lr 3e-3 --warmup 15 --ckpt-every 100 --threads 2 --seed 0 --stop-after "$STOP"

@@ -33,9 +33,18 @@ def send(obj):
 
 
 def marker(name, text="x\n", append=False):
-    if MARKER:
-        with open(os.path.join(MARKER, name), "a" if append else "w") as f:
+    """Writes MARKER_DIR/name. A new marker appears complete (written aside, then renamed): the tests poll for the
+    file and read it at once, and an open-then-write could be seen empty."""
+    if not MARKER:
+        return
+    path = os.path.join(MARKER, name)
+    if append:
+        with open(path, "a") as f:
             f.write(text)
+        return
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 TOOLS = [

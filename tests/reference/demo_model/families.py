@@ -236,16 +236,18 @@ def fam_two_step(rng, ws, m, th):
         what = f"{a} {op} {b}"
         user = rng.choice([f"Compute {what} and save the result to {f}.", f"Calculate {what}, then write the answer to {f}."])
         code = f"print({what})"
+        fmt = "{}"  # the number, as printed
     else:
         s = words(rng, 1, 3)
         # quoted as in the user message and the tool output: `'river` or ` edoc` would be other (rarer) tokens
         what = f"The reverse of '{s}'"
         user = rng.choice([f"Reverse '{s}' and save it to {f}.", f"Write the reverse of '{s}' into {f}."])
         code = f"print('{s}'[::-1])"
+        fmt = "'{}'"  # the reversed string, quoted
     m.append({"role": "user", "content": user})
     (r,) = ws.call(m, [py(code)], th, "First I compute the value with python, then I save it.")
     (w,) = ws.call(m, [("write_file", {"path": f, "content": r})], th, f"The value is {r}. Now I write it to {f}.")
-    shown = f"'{r}'" if what.startswith("The reverse") else r
+    shown = fmt.format(r)
     answer(m, f"{what} is {shown}. I saved it to {f}.", th, "Both steps are done.")
     return "compute_save", user, {"answer_contains": [f"is {shown}.", f], "files": {f: r},
                                   "tools": ["python", "write_file"]}

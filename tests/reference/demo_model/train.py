@@ -219,14 +219,12 @@ def main():
     pad_id = tok.token_to_id("<|endoftext|>")
     prefix_ids = load_prefix(tok, args.data)
     train = load_split(tok, args.data, "train", prefix_ids, args.limit)
-    n_practice = 0
-    if os.path.exists(os.path.join(args.data, "practice.jsonl")):  # gen_data.py --practice: copy practice
-        practice = load_split(tok, args.data, "practice", prefix_ids, args.limit)
-        train += practice
-        n_practice = len(practice)
+    practice = (load_split(tok, args.data, "practice", prefix_ids, args.limit)  # gen_data.py --practice
+                if os.path.exists(os.path.join(args.data, "practice.jsonl")) else [])
+    train += practice
     held = load_split(tok, args.data, "heldout", prefix_ids, 32)
     n_tok = sum(len(x) for x, _ in train)
-    print(f"prefix {len(prefix_ids)} tokens; train {len(train)} transcripts ({n_practice} of them copy practice), "
+    print(f"prefix {len(prefix_ids)} tokens; train {len(train)} transcripts ({len(practice)} of them copy practice), "
           f"{n_tok} suffix tokens, {sum(sum(m) for _, m in train)} assistant tokens", flush=True)
 
     model, mtp, params, opt = make_model(tok, args.set, args.seed)

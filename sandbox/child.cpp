@@ -215,6 +215,15 @@ void build_root(const Plan& plan) {
         if (syscall(SYS_capset, &hdr, data) < 0) fail(plan, StCaps, errno);
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(plan, StNoNewPrivs, errno);
+    if (iso && plan.landlock_scope) {
+        // struct landlock_ruleset_attr {handled_access_fs, handled_access_net, scoped}: no file system or
+        // network rules, only the scopes LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL.
+        const std::uint64_t attr[3] = {0, 0, 1u | 2u};
+        int fd = int(syscall(SYS_landlock_create_ruleset, attr, sizeof attr, 0u));
+        if (fd < 0) fail(plan, StLandlock, errno);
+        if (syscall(SYS_landlock_restrict_self, fd, 0u) < 0) fail(plan, StLandlock, errno);
+        close(fd);
+    }
     if (iso && !plan.seccomp_bpf.empty()) {
         struct sock_fprog prog;
         prog.len = static_cast<unsigned short>(plan.seccomp_bpf.size() / sizeof(struct sock_filter));

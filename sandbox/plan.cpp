@@ -2,6 +2,7 @@
 #include "sandbox/plan.h"
 
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,6 +44,7 @@ const char* stage_name(std::int32_t stage) {
         case StChdir: return "changing to the working directory";
         case StSetsid: return "setsid";
         case StPdeath: return "setting the parent-death signal";
+        case StLandlock: return "restricting the command with a Landlock scope";
         default: return "sandbox setup";
     }
 }
@@ -123,6 +125,15 @@ void check_env_name(const std::string& k) {
 }
 
 }  // namespace
+
+int landlock_abi() {
+    static const int abi = [] {
+        // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+        long v = syscall(SYS_landlock_create_ruleset, nullptr, 0, 1u);
+        return v > 0 ? int(v) : 0;
+    }();
+    return abi;
+}
 
 Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim) {
     Plan plan;
@@ -211,6 +222,15 @@ Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim)
         b.add(FsStep{FsStep::BindDir, "/proc/sys", "/proc/sys", "", false, false, -1, "read-only /proc/sys"});
         plan.steps = b.take();
         plan.seccomp_bpf = cached_bpf(policy.allow_network);
+        // Abstract unix sockets belong to a network namespace, not to the file system: with the host network
+        // kept, the command could connect to every abstract socket of the host (X11, D-Bus, systemd, ...).
+        // A Landlock scope (ABI 6, Linux 6.12) confines it to sockets created inside the sandbox.
+        plan.landlock_scope = landlock_abi() >= 6;
+        if (policy.allow_network && !plan.landlock_scope)
+            throw SandboxError("sandbox policy " + policy.name +
+                               ": allow_network needs Landlock scopes (ABI 6, Linux >= 6.12) to keep the host's "
+                               "abstract unix sockets out of reach; this kernel has Landlock ABI " +
+                               std::to_string(landlock_abi()) + " (0 = disabled)");
         plan.drop_groups = geteuid() == 0;
         plan.chdir_to = policy.workspace_mount;
     } else {

@@ -51,6 +51,7 @@ enum Stage : std::int32_t {
     StPidfd = -7, StMountPrivate = -8, StRootTmpfs = -9, StPivot = -10, StUmountOld = -11,
     StRootRo = -12, StHostname = -13, StLoopback = -14, StForkCmd = -15, StRlimit = -16,
     StCaps = -17, StNoNewPrivs = -18, StSeccomp = -19, StChdir = -20, StSetsid = -21, StPdeath = -22,
+    StLandlock = -23,
 };
 const char* stage_name(std::int32_t stage);
 
@@ -62,6 +63,7 @@ struct Rlimit {
 struct Plan {
     Mode mode = Mode::Isolated;
     bool allow_network = false;
+    bool landlock_scope = false;     // Landlock-scope the command: no abstract unix sockets or signals outside
     int userns_fd = -1;              // Isolated: user namespace to join (ids already mapped)
     bool drop_groups = false;        // root: clear supplementary groups before joining
     std::uint32_t uid = 0, gid = 0;  // ids inside the user namespace
@@ -80,6 +82,9 @@ struct Plan {
     // that /proc/1/cmdline in the sandbox shows nothing of qnext's command line or environment.
     std::uintptr_t args_begin = 0, args_end = 0, env_begin = 0, env_end = 0;
 };
+
+// The Landlock ABI version of this kernel (0 when Landlock is unavailable or disabled).
+int landlock_abi();
 
 // Build the plan (parent side). Throws SandboxError for invalid requests.
 Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& limits);

@@ -225,6 +225,10 @@ json RunResult::to_json() const {
     j["stderr"] = as_text(stderr_data);
     j["wall_ms"] = wall_ms;
     j["cpu_ms"] = cpu_ms;
+    if (!neutralized.empty()) {
+        j["neutralized"] = json::array();
+        for (const auto& p : neutralized) j["neutralized"].push_back(as_text(p));
+    }
     return j;
 }
 

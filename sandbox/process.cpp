@@ -12,12 +12,14 @@
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 
 #include "sandbox/plan.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/sweep.h"
 #include "sandbox/userns.h"
 
 namespace qnext::sandbox {
@@ -82,6 +84,8 @@ struct Process::Impl {
     bool finished = false;
     ExitStatus exit;
     std::vector<std::function<void(const ExitStatus&)>> waiters;
+    std::filesystem::path workspace;   // canonical host path, swept when the sandbox is gone
+    long long started_ns = 0;
 
     void handle(const StatusMsg& m) {
         if (m.kind == StatusMsg::CommandExited) command_status = m.status;
@@ -94,6 +98,11 @@ struct Process::Impl {
         if (child.valid()) child.wait(ec);
         control.reset();
         exit = exit_status_from(command_status, done);
+        if (!workspace.empty()) {
+            detail::SweepReport sweep = detail::sweep_workspace(workspace, started_ns);
+            exit.neutralized = std::move(sweep.fixed);
+            exit.sweep_incomplete = std::move(sweep.incomplete);
+        }
         finished = true;
         auto ws = std::move(waiters);
         for (auto& w : ws) w(exit);
@@ -188,6 +197,9 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
     plan.control_fd = control_r.get();
 
     auto impl = std::make_unique<Impl>(io);
+    impl->workspace = std::filesystem::canonical(req.workspace);
+    impl->started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count() - 1000000000LL;
     try {
         // Returns once the command has been exec'd or a sandbox stage has failed: every process
         // holds Boost's close-on-exec error pipe until then (see child.cpp).

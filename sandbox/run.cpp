@@ -186,6 +186,16 @@ private:
         r.stdout_data = out_.text();
         r.stderr_data = err_.text();
         r.limit = classify(r, lim_, output_killed_);
+        r.neutralized = exit_.neutralized;
+        if (!r.neutralized.empty()) {
+            std::string note = "[qnext sandbox: removed set-user-ID/set-group-ID bits or file capabilities from";
+            for (size_t i = 0; i < r.neutralized.size() && i < 20; ++i) note += " " + r.neutralized[i];
+            if (r.neutralized.size() > 20) note += " and " + std::to_string(r.neutralized.size() - 20) + " more";
+            r.stderr_data += note + "]\n";
+        }
+        if (!exit_.sweep_incomplete.empty())
+            r.stderr_data += "[qnext sandbox: workspace not fully checked for set-user-ID files: " +
+                             exit_.sweep_incomplete + "]\n";
         auto h = std::move(handler_);
         h(nullptr, std::move(r));
     }

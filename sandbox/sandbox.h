@@ -4,7 +4,10 @@
 // a new root on tmpfs holding read-only binds of the system (/usr, /lib*, an /etc allow-list), the
 // workspace as the only writable host directory (mounted at Policy::workspace_mount), a private
 // size-capped tmpfs /tmp, a minimal /dev and a fresh /proc; no capabilities, PR_SET_NO_NEW_PRIVS,
-// a libseccomp filter, setsid, rlimits, an allow-listed environment. A tiny init (pid 1 of the new
+// a libseccomp filter (which also refuses set-user-ID/set-group-ID modes: the workspace is a host
+// directory), a Landlock scope (no abstract unix sockets or signals beyond the sandbox), setsid, rlimits,
+// an allow-listed environment. When the sandbox has ended, the workspace is swept on the host (no regular
+// file keeps S_ISUID/S_ISGID or file capabilities; see ExitStatus::neutralized). A tiny init (pid 1 of the new
 // PID namespace) reaps zombies; when the command exits, init exits and the kernel kills everything
 // left in the sandbox. The parent can kill the whole sandbox at any time (timeout, cancel), and if
 // the parent process dies the sandbox dies with it (control pipe EOF + PDEATHSIG).
@@ -69,7 +72,9 @@ struct Policy {
     std::string name = "default";
     Mode mode = Mode::Isolated;
     Limits limits;
-    bool allow_network = false;                      // keep the host network namespace (+ AF_INET sockets)
+    bool allow_network = false;                      // keep the host network namespace (+ AF_INET sockets);
+                                                     // needs Landlock ABI 6 (Linux 6.12) for the abstract-
+                                                     // socket scope, refused with a clear error without it
     std::vector<std::string> ro_paths;               // host dirs/symlinks mapped read-only at the same path
     std::vector<std::string> etc_files;              // /etc entries (files, dirs or symlinks) mapped read-only
     std::vector<std::string> env_pass;               // variable names copied from qnext's environment
@@ -118,8 +123,12 @@ struct RunResult {
     std::string stderr_data;
     double wall_ms = 0;
     double cpu_ms = 0;                               // user+system of every process in the sandbox
+    // Workspace files whose set-user-ID/set-group-ID bits or file capabilities the sandbox left behind and
+    // qnext removed when it ended (see ExitStatus::neutralized); also noted at the end of stderr_data.
+    std::vector<std::string> neutralized;
 
-    // {"exit_code","signal","timed_out","limit","truncated","stdout","stderr","wall_ms","cpu_ms"}
+    // {"exit_code","signal","timed_out","limit","truncated","stdout","stderr","wall_ms","cpu_ms"}, plus
+    // "neutralized" when it is not empty
     nlohmann::json to_json() const;
 };
 
@@ -128,6 +137,11 @@ struct ExitStatus {
     std::optional<int> exit_code;
     std::optional<int> signal;
     double cpu_ms = 0;
+    // When every process of the sandbox is gone, qnext sweeps the workspace on the host: no regular file may
+    // keep S_ISUID/S_ISGID or a security.capability xattr (the workspace's files belong to its host owner,
+    // root when qnext runs as root). The paths it fixed, and why a part was not swept ("" = all of it).
+    std::vector<std::string> neutralized;
+    std::string sweep_incomplete;
 };
 
 // A sandboxed process with its stdio as asio pipes (for MCP servers and other long-lived helpers).

@@ -8,8 +8,10 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -32,6 +34,26 @@ void deny(scmp_filter_ctx ctx, const char* name, int err = EPERM) {
     int nr = seccomp_syscall_resolve_name(name);
     if (nr == __NR_SCMP_ERROR) return;
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 0), name);
+}
+
+// Deny a syscall by number (for calls newer than this libseccomp: since Linux 5.1 new syscalls have one
+// number on every architecture), with optional argument conditions.
+void deny_nr(scmp_filter_ctx ctx, int nr, int err, const char* what, unsigned n_args = 0,
+             scmp_arg_cmp cmp = scmp_arg_cmp{}) {
+    if (n_args)
+        check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 1, cmp), what);
+    else
+        check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 0), what);
+}
+
+// Numbers of syscalls that libseccomp 2.5 may not know by name.
+constexpr int kNrFchmodat2 = 452;
+constexpr int kNrStatmount = 457, kNrListmount = 458;
+constexpr int kNrSetxattrat = 463, kNrRemovexattrat = 466, kNrOpenTreeAttr = 467;
+
+int resolve(const char* name, int fallback = -1) {
+    int nr = seccomp_syscall_resolve_name(name);
+    return nr == __NR_SCMP_ERROR ? fallback : nr;
 }
 
 }  // namespace
@@ -81,30 +103,47 @@ std::vector<unsigned char> build_seccomp_bpf(bool allow_network) {
                            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, TIOCLINUX)),
           "ioctl TIOCLINUX");
 
-    // Sockets: AF_UNIX only (plus AF_INET/AF_INET6 and route netlink when the network is allowed).
-    // Implemented as "deny every family that is not allowed" with ranges around the allowed ones.
-    std::vector<int> allowed = {AF_UNIX};
-    if (allow_network) allowed = {AF_UNIX, AF_INET, AF_NETLINK, AF_INET6};
-    int lo = 0;
-    for (int fam : allowed) {  // families sorted ascending
-        for (const char* call : {"socket", "socketpair"}) {
-            int nr = seccomp_syscall_resolve_name(call);
-            if (fam > lo) {
-                if (fam == lo + 1) {
-                    check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1, SCMP_A0(SCMP_CMP_EQ, scmp_datum_t(lo))),
-                          call);
-                } else {
-                    check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 2, SCMP_A0(SCMP_CMP_GE, scmp_datum_t(lo)),
-                                           SCMP_A0(SCMP_CMP_LT, scmp_datum_t(fam))),
-                          call);
-                }
-            }
-        }
-        lo = fam + 1;
+    // Set-user-ID / set-group-ID bits. The workspace is a host directory: a setuid file created there is a
+    // setuid file on the host (owned by the workspace's owner, root when qnext runs as root), so no mode with
+    // S_ISUID or S_ISGID may be set, neither by chmod nor at creation (open/creat/mknod modes). openat2 takes
+    // its mode in memory seccomp cannot read: ENOSYS makes libc and runtimes use openat. File capabilities
+    // need CAP_SETFCAP, which the command never has; the *xattrat calls are refused like openat2.
+    // (Directories ignore S_ISUID/S_ISGID in mkdir's mode, so mkdir needs no rule.)
+    struct ModeArg {
+        const char* name;
+        int fallback_nr;
+        unsigned arg;
+    };
+    for (const ModeArg& m : {ModeArg{"chmod", -1, 1}, ModeArg{"fchmod", -1, 1}, ModeArg{"fchmodat", -1, 2},
+                             ModeArg{"fchmodat2", kNrFchmodat2, 2}, ModeArg{"creat", -1, 1}, ModeArg{"open", -1, 2},
+                             ModeArg{"openat", -1, 3}, ModeArg{"mknod", -1, 1}, ModeArg{"mknodat", -1, 2}}) {
+        int nr = resolve(m.name, m.fallback_nr);
+        if (nr < 0) continue;
+        for (scmp_datum_t bit : {scmp_datum_t(S_ISUID), scmp_datum_t(S_ISGID)})
+            deny_nr(ctx, nr, EPERM, m.name, 1, SCMP_CMP(m.arg, SCMP_CMP_MASKED_EQ, bit, bit));
     }
+    deny_nr(ctx, resolve("openat2", 437), ENOSYS, "openat2");
+    deny_nr(ctx, resolve("setxattrat", kNrSetxattrat), ENOSYS, "setxattrat");
+    deny_nr(ctx, resolve("removexattrat", kNrRemovexattrat), ENOSYS, "removexattrat");
+    // The mount tree (host paths of the binds) and mounts made from a tree.
+    deny_nr(ctx, resolve("statmount", kNrStatmount), ENOSYS, "statmount");
+    deny_nr(ctx, resolve("listmount", kNrListmount), ENOSYS, "listmount");
+    deny_nr(ctx, resolve("open_tree_attr", kNrOpenTreeAttr), EPERM, "open_tree_attr");
+
+    // Sockets: AF_UNIX only (plus AF_INET/AF_INET6 and route netlink when the network is allowed): every
+    // other family below AF_MAX is denied one by one, and everything from AF_MAX up at once (libseccomp
+    // refuses two comparisons of one argument in a rule, so ranges between allowed families cannot be used).
+    std::vector<int> allowed = {AF_UNIX};
+    if (allow_network) allowed = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
     for (const char* call : {"socket", "socketpair"}) {
         int nr = seccomp_syscall_resolve_name(call);
-        check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1, SCMP_A0(SCMP_CMP_GE, scmp_datum_t(lo))), call);
+        for (int fam = 0; fam < AF_MAX; ++fam) {
+            if (std::find(allowed.begin(), allowed.end(), fam) != allowed.end()) continue;
+            check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1, SCMP_A0(SCMP_CMP_EQ, scmp_datum_t(fam))),
+                  call);
+        }
+        check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1, SCMP_A0(SCMP_CMP_GE, scmp_datum_t(AF_MAX))),
+              call);
     }
 
     // Export to memory through a memfd.

@@ -1,8 +1,10 @@
 #include "tests/sandbox/sandbox_test_util.h"
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -42,6 +44,30 @@ RunResult sh(const Policy& policy, const fs::path& workspace, const std::string&
     r.workspace = workspace;
     r.stdin_data = stdin_data;
     return run(policy, r);
+}
+
+std::vector<std::string> host_file_problems(const fs::path& workspace) {
+    std::vector<std::string> out;
+    struct stat root {};
+    if (lstat(workspace.c_str(), &root) != 0) return out;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(workspace, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        const fs::path& p = it->path();
+        struct stat st {};
+        if (lstat(p.c_str(), &st) != 0) continue;
+        if (st.st_uid != root.st_uid || st.st_gid != root.st_gid)
+            out.push_back(p.string() + " is owned by " + std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid) +
+                          ", not by the workspace owner " + std::to_string(root.st_uid) + ":" +
+                          std::to_string(root.st_gid));
+        if (S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID)))
+            out.push_back(p.string() + " has mode " + std::to_string(st.st_mode & 07777) + " (octal " +
+                          [&] { char b[16]; std::snprintf(b, sizeof b, "%o", unsigned(st.st_mode & 07777)); return std::string(b); }() +
+                          ") on the host");
+        if (!S_ISLNK(st.st_mode) && lgetxattr(p.c_str(), "security.capability", nullptr, 0) >= 0)
+            out.push_back(p.string() + " carries file capabilities on the host");
+    }
+    return out;
 }
 
 std::string read_file(const fs::path& p) {

@@ -37,5 +37,8 @@ int zombie_children();
 // Number of open fds of this process.
 int open_fd_count();
 std::string read_file(const std::filesystem::path& p);
+// Problems with what a sandbox left in `workspace`, seen from the host (symlinks not followed): an entry
+// not owned by the workspace's owner, a regular file with S_ISUID/S_ISGID, a security.capability xattr.
+std::vector<std::string> host_file_problems(const std::filesystem::path& workspace);
 
 }  // namespace qnext::sandbox::testing

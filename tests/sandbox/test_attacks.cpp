@@ -7,10 +7,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -35,6 +39,9 @@ protected:
         // Parent safety after every attack: no zombies, no leaked fds.
         EXPECT_EQ(zombie_children(), 0);
         EXPECT_EQ(open_fd_count(), fds_before_);
+        // Host files after every attack: whatever the case left in the workspace belongs to the workspace's
+        // owner and carries no set-user-ID/set-group-ID bit and no file capability.
+        for (const std::string& problem : host_file_problems(ws.path())) ADD_FAILURE() << problem;
     }
     RunResult run_sh(const std::string& script) { return sh(policy, ws.path(), script); }
 
@@ -51,6 +58,36 @@ struct Canary {
     bool intact() const { return read_file(file) == "original" && fs::directory_iterator(dir.path()) != fs::directory_iterator() &&
                                  std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1; }
 };
+
+// Unix-domain listener on an abstract address of the host's network namespace.
+struct AbstractListener {
+    int fd = -1;
+    std::string name;
+    explicit AbstractListener(const std::string& n) : name(n) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path + 1, name.data(), name.size());
+        if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size())) ||
+            listen(fd, 4))
+            ADD_FAILURE() << "cannot listen on @" << name << ": " << std::strerror(errno);
+    }
+    ~AbstractListener() { close(fd); }
+    bool reached() const { return accept(fd, nullptr, nullptr) >= 0; }
+};
+
+// The Python snippet a case runs to connect to @name; prints CONNECTED or the errno.
+std::string connect_abstract(const std::string& name) {
+    return "python3 -c 'import socket\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(\"\\0" + name +
+           "\"); print(\"CONNECTED\")\nexcept OSError as e: print(\"refused\", e.errno)'";
+}
+
+Policy network_policy() {
+    Policy p = test_policy();
+    p.name = "network";
+    p.allow_network = true;
+    return p;
+}
 
 bool exited_nonzero(const RunResult& r) { return !r.exit_code || *r.exit_code != 0; }
 
@@ -277,6 +314,37 @@ TEST_F(Attack, RawAndPacketSockets) {
     EXPECT_NE(r.stdout_data.find("unix ok"), std::string::npos) << r.stderr_data;
 }
 
+TEST_F(Attack, AbstractUnixSocketOfHost) {
+    AbstractListener host("qnext-attack-abstract-default");
+    RunResult r = run_sh(connect_abstract(host.name));
+    EXPECT_TRUE(r.stdout_data.starts_with("refused")) << r.stdout_data << r.stderr_data;
+    EXPECT_FALSE(host.reached());
+}
+
+// The network policy keeps the host's network namespace (egress), which holds the host's abstract unix
+// sockets: a Landlock scope keeps them out of reach, while sockets made inside the sandbox still work.
+TEST_F(Attack, NetworkPolicyRunsAndCannotReachHostAbstractSockets) {
+    AbstractListener host("qnext-attack-abstract-net");
+    RunResult r = sh(network_policy(), ws.path(),
+                     connect_abstract(host.name) +
+                         "; python3 -c 'import socket\nsocket.socket(socket.AF_INET); socket.socket(socket.AF_INET6)\n"
+                         "a=socket.socket(socket.AF_UNIX); a.bind(\"\\0qnext-inner\"); a.listen(1)\n"
+                         "b=socket.socket(socket.AF_UNIX); b.connect(\"\\0qnext-inner\"); print(\"inner ok\")'");
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+    EXPECT_TRUE(r.stdout_data.starts_with("refused 1\n")) << r.stdout_data;   // EPERM from Landlock
+    EXPECT_NE(r.stdout_data.find("inner ok"), std::string::npos) << r.stdout_data << r.stderr_data;
+    EXPECT_FALSE(host.reached());
+}
+
+TEST_F(Attack, NetworkPolicyStillDeniesRawAndPacketSockets) {
+    RunResult r = sh(network_policy(), ws.path(),
+                     "python3 -c 'import socket\nfor fam,typ in [(socket.AF_PACKET,socket.SOCK_RAW),(socket.AF_INET,"
+                     "socket.SOCK_RAW)]:\n try:\n  socket.socket(fam,typ); print(\"OPENED\",fam)\n except OSError as e: "
+                     "print(\"denied\",e.errno)'");
+    EXPECT_EQ(r.stdout_data.find("OPENED"), std::string::npos) << r.stdout_data;
+    EXPECT_NE(r.stdout_data.find("denied"), std::string::npos) << r.stdout_data << r.stderr_data;
+}
+
 TEST_F(Attack, NoHostUnixSockets) {
     RunResult r = run_sh("ls /run /var/run; ls /tmp/.X11-unix; true");
     EXPECT_EQ(r.stdout_data, "");
@@ -291,6 +359,60 @@ TEST_F(Attack, SetuidBinaryGainsNothing) {
     EXPECT_EQ(r.stdout_data.find("MOUNTED"), std::string::npos);
     EXPECT_EQ(r.stdout_data.find("uid=0"), std::string::npos);
     EXPECT_TRUE(r.stdout_data.ends_with("1000\n"));
+}
+
+// A set-user-ID copy of a shell in a host directory is a root shell for every host user (the workspace's
+// files belong to its owner: root when qnext runs as root). Every way to set the bits is refused.
+TEST_F(Attack, SetuidPlantRefused) {
+    RunResult r = run_sh(
+        "cp /bin/sh rootsh; chmod 4755 rootsh; echo chmod=$?; chmod g+s rootsh; echo chmodg=$?; "
+        "install -m 4755 /bin/sh rootsh2; echo install=$?; "
+        "python3 -c 'import os\nfor f in [lambda: os.open(\"o\", os.O_CREAT|os.O_WRONLY, 0o4755), "
+        "lambda: os.open(\"o2\", os.O_CREAT|os.O_WRONLY, 0o2755), lambda: os.chmod(\"rootsh\", 0o6755), "
+        "lambda: os.mknod(\"m\", 0o104755), lambda: os.fchmod(os.open(\"rootsh\", os.O_RDONLY), 0o4755), "
+        "lambda: os.setxattr(\"rootsh\", \"security.capability\", b\"\\x01\\x00\\x00\\x02\" + b\"\\xff\" * 16)]:\n"
+        " try: f(); print(\"ALLOWED\")\n except OSError as e: print(\"denied\", e.errno)'; "
+        // fchmodat2 (Linux 6.6) and openat2 by number, as a program bypassing libc would call them.
+        "python3 -c 'import ctypes\nlibc=ctypes.CDLL(None,use_errno=True)\n"
+        "print(\"fchmodat2\", libc.syscall(452, -100, b\"rootsh\", 0o4755, 0), ctypes.get_errno())\n"
+        "print(\"openat2\", libc.syscall(437, -100, b\"x\", None, 0), ctypes.get_errno())'; ls -l rootsh | cut -c1-10");
+    EXPECT_NE(r.stdout_data.find("chmod=1\nchmodg=1\ninstall=1\n"), std::string::npos) << r.stdout_data << r.stderr_data;
+    EXPECT_EQ(r.stdout_data.find("ALLOWED"), std::string::npos) << r.stdout_data << r.stderr_data;
+    EXPECT_NE(r.stdout_data.find("fchmodat2 -1 1\n"), std::string::npos) << r.stdout_data;
+    EXPECT_NE(r.stdout_data.find("openat2 -1 38\n"), std::string::npos) << r.stdout_data;   // ENOSYS
+    EXPECT_NE(r.stdout_data.find("-rwxr-xr-x"), std::string::npos) << r.stdout_data;
+    struct stat st {};
+    ASSERT_EQ(stat((ws.path() / "rootsh").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID), 0u);
+    EXPECT_TRUE(r.neutralized.empty());   // nothing slipped past the filter
+}
+
+// Ordinary modes still work (the filter looks at the two bits only).
+TEST_F(Attack, OrdinaryModesStillWork) {
+    RunResult r = run_sh("touch f; chmod 700 f; chmod +t .; mkdir -m 1777 d; python3 -c 'import os\n"
+                         "os.close(os.open(\"g\", os.O_CREAT|os.O_WRONLY, 0o640)); os.chmod(\"g\", 0o600); print(\"ok\")'; "
+                         "stat -c %a f g d");
+    EXPECT_EQ(r.stdout_data, "ok\n700\n600\n1777\n") << r.stderr_data;
+}
+
+// Second line: a set-user-ID file found in the workspace when the sandbox ends loses its bits, and the
+// result says so (here planted by the host before the run, standing in for anything the filter missed).
+TEST_F(Attack, SetuidFileFixedUpWhenTheRunEnds) {
+    fs::create_directories(ws.path() / "deep" / "er");
+    fs::copy_file("/bin/sh", ws.path() / "deep" / "er" / "planted");
+    ASSERT_EQ(chmod((ws.path() / "deep" / "er" / "planted").c_str(), 04755), 0);
+    fs::copy_file("/bin/sh", ws.path() / "sgid");
+    ASSERT_EQ(chmod((ws.path() / "sgid").c_str(), 02711), 0);
+    RunResult r = run_sh("ls -l deep/er/planted | cut -c1-10; ./deep/er/planted -c 'id -u'");
+    EXPECT_EQ(r.stdout_data, "-rwsr-xr-x\n1000\n") << r.stderr_data;   // nosuid: it runs, as the sandbox user
+    ASSERT_EQ(r.neutralized.size(), 2u);
+    EXPECT_NE(std::find(r.neutralized.begin(), r.neutralized.end(), "deep/er/planted"), r.neutralized.end());
+    EXPECT_NE(std::find(r.neutralized.begin(), r.neutralized.end(), "sgid"), r.neutralized.end());
+    EXPECT_NE(r.stderr_data.find("removed set-user-ID/set-group-ID bits"), std::string::npos) << r.stderr_data;
+    EXPECT_EQ(r.to_json()["neutralized"].size(), 2u);
+    struct stat st {};
+    ASSERT_EQ(stat((ws.path() / "sgid").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0711u);
 }
 
 TEST_F(Attack, SudoAndSu) {

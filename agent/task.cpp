@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include <re2/re2.h>
+
+#include "common/json_limits.h"
+#include "tools/workspace.h"
 
 namespace qnext::agent {
 
@@ -84,6 +88,27 @@ void check_keys(const nlohmann::ordered_json& j, const std::vector<std::string>&
     }
 }
 
+// A workspace path from the task file: relative, no "..", no NUL. Host-side file operations on it go through
+// tools::Workspace, which also refuses symlinks that leave the workspace.
+std::string workspace_path(const fs::path& file, const std::string& key, const std::string& p) {
+    try {
+        const std::string rel = tools::Workspace::check_relative(p);
+        for (const auto& part : fs::path(rel))
+            if (part == "..") throw tools::PathError("path " + p + " contains \"..\"");
+        return rel;
+    } catch (const tools::PathError& e) {
+        bad(file, key, std::string("is not a path inside the workspace: ") + e.what());
+    }
+}
+
+bool get_bool(const nlohmann::ordered_json& j, const char* key, const std::string& path, const fs::path& file) {
+    if (!j[key].is_boolean()) bad(file, path + key, "must be true or false");
+    return j[key].get<bool>();
+}
+
+// Files larger than this are not read by the checks (a task's expected files are small).
+constexpr std::size_t kMaxCheckedFileBytes = 64u << 20;
+
 }  // namespace
 
 Task load_task(const fs::path& file) {
@@ -91,8 +116,9 @@ Task load_task(const fs::path& file) {
     if (!in) throw std::runtime_error("task " + file.string() + ": cannot open");
     std::stringstream ss;
     ss << in.rdbuf();
-    auto j = nlohmann::ordered_json::parse(ss.str(), nullptr, false);
-    if (j.is_discarded()) throw std::runtime_error("task " + file.string() + ": not valid JSON");
+    std::string why;
+    auto j = try_parse_json_limited<nlohmann::ordered_json>(ss.str(), &why);
+    if (j.is_discarded()) throw std::runtime_error("task " + file.string() + ": not valid JSON: " + why);
     return parse_task(j, file);
 }
 
@@ -144,7 +170,7 @@ Task parse_task(const nlohmann::ordered_json& j, const fs::path& file) {
         if (!f->is_object()) bad(file, "files", "must be an object of path -> content");
         for (const auto& [k, v] : f->items()) {
             if (!v.is_string()) bad(file, "files." + k, "must be a string");
-            t.files.emplace_back(k, v.get<std::string>());
+            t.files.emplace_back(workspace_path(file, "files." + k, k), v.get<std::string>());
         }
     }
     LoopLimits& lim = t.options.limits;
@@ -195,10 +221,11 @@ Task parse_task(const nlohmann::ordered_json& j, const fs::path& file) {
                 if (!spec.is_object()) bad(file, "checks.files." + path, "must be an object");
                 check_keys(spec, {"exists", "contains", "equals"}, "checks.files." + path + ".", file);
                 FileCheck fc;
-                fc.path = path;
-                if (const auto* e = get(spec, "exists")) fc.exists = e->get<bool>();
-                if (const auto* e = get(spec, "contains")) fc.contains = e->get<std::string>();
-                if (const auto* e = get(spec, "equals")) fc.equals = e->get<std::string>();
+                const std::string where = "checks.files." + path + ".";
+                fc.path = workspace_path(file, "checks.files." + path, path);
+                if (get(spec, "exists")) fc.exists = get_bool(spec, "exists", where, file);
+                if (get(spec, "contains")) fc.contains = get_string(spec, "contains", file);
+                if (get(spec, "equals")) fc.equals = get_string(spec, "equals", file);
                 t.checks.files.push_back(fc);
             }
         }
@@ -223,20 +250,30 @@ std::vector<CheckResult> evaluate_checks(const TaskChecks& checks, const TurnOut
         bool ok = RE2::PartialMatch(last.final_answer, re);
         out.push_back({"final_answer_matches", ok, (ok ? "matches /" : "does not match /") + *checks.final_answer_matches + "/"});
     }
+    std::optional<tools::Workspace> ws;
+    std::string ws_error;
+    try {
+        if (!checks.files.empty()) ws.emplace(workspace);
+    } catch (const std::exception& e) {
+        ws_error = e.what();
+    }
     for (const FileCheck& fc : checks.files) {
-        fs::path p = workspace / fc.path;
-        std::error_code ec;
-        bool exists = fs::is_regular_file(p, ec);
-        std::string content;
-        if (exists) {
-            std::ifstream in(p, std::ios::binary);
-            std::stringstream ss;
-            ss << in.rdbuf();
-            content = ss.str();
+        // Read beneath the workspace only: a symlink the sandbox planted (result.txt -> /etc/hostname) or a
+        // path that leaves the workspace is "not a file of the workspace", never followed on the host.
+        bool exists = false;
+        std::string content, why = ws_error;
+        if (ws) {
+            try {
+                content = ws->read_file(fc.path, kMaxCheckedFileBytes);
+                exists = true;
+            } catch (const tools::PathError& e) {
+                why = e.what();
+            }
         }
         if (fc.exists) {
             bool ok = exists == *fc.exists;
-            out.push_back({"files." + fc.path + ".exists", ok, exists ? "file exists" : "file does not exist"});
+            out.push_back({"files." + fc.path + ".exists", ok,
+                           exists ? "file exists" : "file does not exist (" + why + ")"});
         }
         if (fc.contains) {
             bool ok = exists && content.find(*fc.contains) != std::string::npos;
@@ -257,6 +294,19 @@ std::vector<CheckResult> evaluate_checks(const TaskChecks& checks, const TurnOut
         out.push_back({"stop", ok, std::string("stopped with ") + to_string(last.stop)});
     }
     return out;
+}
+
+void write_task_files(const Task& task, const fs::path& workspace) {
+    if (task.files.empty()) return;
+    tools::Workspace ws(workspace);
+    for (const auto& [path, content] : task.files) {
+        try {
+            ws.write_file(path, content);
+        } catch (const tools::PathError& e) {
+            throw std::runtime_error("task " + task.file.string() + ": cannot write files." + path +
+                                     " in the workspace " + ws.root().string() + ": " + e.what());
+        }
+    }
 }
 
 }  // namespace qnext::agent

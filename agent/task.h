@@ -77,6 +77,11 @@ struct CheckResult {
 };
 
 // Evaluates the checks against the last turn's outcome and the workspace.
+// Creates the task's `files` in the workspace (missing parent directories too). Every write resolves beneath
+// the workspace (tools::Workspace): a symlink left there by an earlier sandboxed step is replaced, never
+// written through. Throws std::runtime_error naming the file.
+void write_task_files(const Task& task, const std::filesystem::path& workspace);
+
 std::vector<CheckResult> evaluate_checks(const TaskChecks& checks, const TurnOutcome& last,
                                          const std::vector<std::string>& all_tools_called,
                                          const std::filesystem::path& workspace);

@@ -96,11 +96,7 @@ int run_task(const RunFlags& f, bool quiet) {
                          : task.workspace      ? *task.workspace
                                                : agent::make_temp_dir("qnext-ws");
     fs::create_directories(workspace);
-    for (const auto& [path, content] : task.files) {
-        fs::path p = workspace / path;
-        fs::create_directories(p.parent_path());
-        std::ofstream(p, std::ios::binary) << content;
-    }
+    agent::write_task_files(task, workspace);
 
     boost::asio::io_context io;
     agent::Runtime runtime(io, f.backend.options(task.model, quiet || f.json));

@@ -1,4 +1,5 @@
 #include "agent/openai_backend.h"
+#include "common/json_limits.h"
 
 #include <array>
 #include <chrono>
@@ -124,7 +125,7 @@ struct OpenAIBackend::Call : std::enable_shared_from_this<Call> {
     void on_sse(const std::string& data) {
         if (finished) return;
         if (data == "[DONE]") return complete();
-        ojson j = ojson::parse(data, nullptr, false);
+        ojson j = try_parse_json_limited<ojson>(data);
         if (j.is_discarded()) return fail("server sent invalid JSON in the event stream: " + data.substr(0, 200));
         if (j.contains("error")) return fail("server error: " + j["error"].dump());
         if (j.contains("usage") && j["usage"].is_object()) {
@@ -202,7 +203,7 @@ struct OpenAIBackend::Call : std::enable_shared_from_this<Call> {
             for (size_t i = 0; i < result.tool_calls.size(); ++i) {
                 ToolCall& c = result.tool_calls[i];
                 if (c.name.empty()) continue;
-                c.arguments = ojson::parse(c.arguments_text.empty() ? "{}" : c.arguments_text, nullptr, false);
+                c.arguments = try_parse_json_limited<ojson>(c.arguments_text.empty() ? "{}" : c.arguments_text);
                 if (c.id.empty()) c.id = "call_" + std::to_string(i);
                 on_event({GenerationEvent::Kind::ToolCallDone, c.name, static_cast<int>(i)});
                 complete_calls.push_back(std::move(c));

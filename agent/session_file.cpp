@@ -1,4 +1,5 @@
 #include "agent/session_file.h"
+#include "common/json_limits.h"
 
 #include <cstring>
 #include <fstream>
@@ -42,7 +43,7 @@ SessionHeader load_session(const std::filesystem::path& file, Backend& backend) 
     if (n > (64u << 20)) throw std::runtime_error(file.string() + ": header length " + std::to_string(n) + " is implausible");
     std::string header(n, '\0');
     if (!in.read(header.data(), static_cast<std::streamsize>(n))) throw std::runtime_error(file.string() + ": truncated header");
-    ojson j = ojson::parse(header, nullptr, false);
+    ojson j = try_parse_json_limited<ojson>(header);
     if (j.is_discarded() || !j.is_object() || !j.contains("messages") || !j["messages"].is_array())
         throw std::runtime_error(file.string() + ": corrupt session header");
     SessionHeader h;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "model/chat_template.h"
+#include "common/json_limits.h"
 
 namespace qnext {
 namespace detail {
@@ -172,8 +173,8 @@ std::optional<std::string> read_chat_template(const std::filesystem::path& path)
     if (!std::filesystem::exists(cfg_path)) return std::nullopt;
     nlohmann::json cfg;
     try {
-        cfg = nlohmann::json::parse(read_file(cfg_path));
-    } catch (const nlohmann::json::exception& e) {
+        cfg = parse_json_limited(read_file(cfg_path));
+    } catch (const std::exception& e) {
         throw std::runtime_error(cfg_path.string() + ": invalid JSON: " + e.what());
     }
     if (!cfg.contains("chat_template")) return std::nullopt;

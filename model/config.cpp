@@ -3,6 +3,7 @@
 // (top-level rope_theta / partial_rotary_factor / torch_dtype) and the v5 one (rope_parameters / dtype)
 // are accepted.
 #include "model/config.h"
+#include "common/json_limits.h"
 
 #include <algorithm>
 #include <cmath>
@@ -286,8 +287,8 @@ Qwen3NextConfig load_config(const std::filesystem::path& config_json) {
     ss << in.rdbuf();
     json j;
     try {
-        j = json::parse(ss.str());
-    } catch (const json::exception& e) {
+        j = parse_json_limited(ss.str());
+    } catch (const std::exception& e) {
         throw std::runtime_error(config_json.string() + ": invalid JSON: " + e.what());
     }
     return parse_config(j, config_json.string());

@@ -1,5 +1,6 @@
 // Safetensors header parsing/validation, mmap'd files and the (optionally sharded) TensorStore.
 #include "model/safetensors.h"
+#include "common/json_limits.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -97,8 +98,8 @@ SafetensorsHeader parse_safetensors_header(std::string_view header_json, uint64_
                                            const std::string& file) {
     json j;
     try {
-        j = json::parse(header_json.begin(), header_json.end());
-    } catch (const json::exception& e) {
+        j = parse_json_limited(header_json);
+    } catch (const std::exception& e) {
         fail_file(file, std::string("malformed safetensors header JSON: ") + e.what());
     }
     if (!j.is_object()) fail_file(file, "safetensors header is not a JSON object");
@@ -249,8 +250,8 @@ json read_json_file(const std::filesystem::path& path) {
     std::stringstream ss;
     ss << in.rdbuf();
     try {
-        return json::parse(ss.str());
-    } catch (const json::exception& e) {
+        return parse_json_limited(ss.str());
+    } catch (const std::exception& e) {
         fail_file(path.string(), std::string("invalid JSON: ") + e.what());
     }
 }

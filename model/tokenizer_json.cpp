@@ -1,5 +1,6 @@
 // Streaming scanner for tokenizer.json (see tokenizer_json.h for why it exists).
 #include "model/tokenizer_json.h"
+#include "common/json_limits.h"
 
 #include <charconv>
 #include <fstream>
@@ -106,8 +107,8 @@ public:
     nlohmann::json value() {
         const auto raw = raw_value();
         try {
-            return nlohmann::json::parse(raw);
-        } catch (const nlohmann::json::exception& e) {
+            return parse_json_limited(raw);
+        } catch (const std::exception& e) {
             fail(e.what());
         }
     }

@@ -2,11 +2,13 @@
 // validates that it is a byte-level BPE tokenizer of the supported shape and builds the tables.
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "model/tokenizer.h"
+#include "common/json_limits.h"
 #include "model/tokenizer_impl.h"
 #include "model/tokenizer_json.h"
 #include "model/tokenizer_pretokenize.h"
@@ -70,8 +72,8 @@ std::optional<json> read_json_if_exists(const std::filesystem::path& file) {
     if (!std::filesystem::exists(file)) return std::nullopt;
     std::ifstream in(file, std::ios::binary);
     try {
-        return json::parse(in);
-    } catch (const json::exception& e) {
+        return parse_json_limited(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+    } catch (const std::exception& e) {
         throw std::runtime_error(file.string() + ": invalid JSON: " + e.what());
     }
 }

@@ -1,6 +1,8 @@
 // Built-in file tools, confined to the workspace. Result texts follow tools/format.h.
 #include "tools/file_tools.h"
 
+#include <cmath>
+#include <optional>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,8 +10,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cmath>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include <re2/re2.h>
@@ -35,6 +40,29 @@ ToolResult fail(std::string_view message) {
 }
 
 // Error text for a PathError, with the demo model's wording for the common "missing" cases.
+// An integer argument in [1, INT64_MAX]. The schema check accepts integral floats as integers (1e23 is one),
+// so the value is converted only when it is exactly representable: never a cast of an out-of-range double.
+std::optional<std::int64_t> line_arg(const ojson& args, const char* key, std::int64_t dflt, std::string& error) {
+    if (!args.contains(key)) return dflt;
+    const ojson& v = args[key];
+    std::optional<std::int64_t> out;
+    if (v.is_number_unsigned()) {
+        if (v.get<std::uint64_t>() <= std::uint64_t(INT64_MAX)) out = std::int64_t(v.get<std::uint64_t>());
+    } else if (v.is_number_integer()) {
+        out = v.get<std::int64_t>();
+    } else if (v.is_number_float()) {
+        const double d = v.get<double>();
+        // 2^63 is exactly representable; every double below it and >= 1 converts exactly once integral.
+        if (std::isfinite(d) && std::floor(d) == d && d >= 1.0 && d < 9223372036854775808.0) out = std::int64_t(d);
+    }
+    if (!out || *out < 1) {
+        error = std::string(key) + " must be an integer from 1 to " + std::to_string(INT64_MAX) + ", not " +
+                v.dump().substr(0, 64);
+        return std::nullopt;
+    }
+    return out;
+}
+
 ToolResult path_fail(const PathError& e, const std::string& path, const char* missing_what) {
     if (e.error_code() == ENOENT) return fail(std::string("no such ") + missing_what + ": " + path);
     return fail(e.what());
@@ -85,10 +113,13 @@ ToolResult read_file(const Workspace& ws, const ojson& args, const FileToolLimit
     if (!args.contains("start_line") && !args.contains("end_line")) return ok(std::move(data));
     const std::vector<std::string_view> lines = split_lines(data);
     const auto n = static_cast<std::int64_t>(lines.size());
-    const std::int64_t lo = args.value("start_line", std::int64_t{1});
-    const std::int64_t hi = std::min(args.value("end_line", n), n);
-    if (args.contains("end_line") && args["end_line"].get<std::int64_t>() < lo)
-        return fail("end_line " + args["end_line"].dump() + " is before start_line " + std::to_string(lo));
+    std::string bad;
+    const std::optional<std::int64_t> start = line_arg(args, "start_line", 1, bad);
+    const std::optional<std::int64_t> end = line_arg(args, "end_line", std::max<std::int64_t>(n, 1), bad);
+    if (!start || !end) return fail(bad);
+    const std::int64_t lo = *start;
+    const std::int64_t hi = std::min(*end, n);
+    if (*end < lo) return fail("end_line " + std::to_string(*end) + " is before start_line " + std::to_string(lo));
     if (lo > n && lo > 1)
         return fail("start_line " + std::to_string(lo) + " is past the end of " + path + " (" + std::to_string(n) +
                     " lines)");

@@ -1,5 +1,6 @@
 // MCP stdio client: JSON-RPC 2.0 over the pipes of a sandboxed server process.
 #include "tools/mcp_client.h"
+#include "common/json_limits.h"
 
 #include <string.h>
 
@@ -402,7 +403,7 @@ void McpClient::protocol_failure(const std::string& why) {
 }
 
 void McpClient::on_line(const std::string& line) {
-    ojson msg = ojson::parse(line, nullptr, false);
+    ojson msg = try_parse_json_limited<ojson>(line);   // depth-bounded: the server is not trusted
     if (msg.is_discarded() || !msg.is_object() || msg.value("jsonrpc", "") != "2.0") {
         // Like the reference SDK client, skip stray output (banners, debug prints) instead of dropping the
         // server; pending calls that never get an answer time out and quote it. Endless garbage is fatal.

@@ -1,10 +1,12 @@
 // Tool registry: declarations, argument checks, dispatch to the sandbox / file tools / MCP clients, per-call
 // timeouts and cancellation, all on one internal Asio thread.
 #include "tools/registry.h"
+#include "common/json_limits.h"
 
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <future>
 #include <map>
 #include <set>
@@ -42,8 +44,10 @@ const std::set<std::string>& builtin_names() {
 ojson read_json_file(const std::filesystem::path& file) {
     std::ifstream in(file);
     if (!in) throw std::runtime_error("cannot open " + file.string());
-    ojson j = ojson::parse(in, nullptr, false);
-    if (j.is_discarded()) throw std::runtime_error(file.string() + " is not valid JSON");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string why;
+    ojson j = try_parse_json_limited<ojson>(text, &why);
+    if (j.is_discarded()) throw std::runtime_error(file.string() + " is not valid JSON: " + why);
     return j;
 }
 
@@ -204,6 +208,11 @@ struct ToolRegistry::Impl {
             return finish(id, error_result("unknown tool: " + name + " (available: " + names + ")"));
         }
         if (!args.is_object()) return finish(id, error_result("arguments for " + name + " must be a JSON object"));
+        // Arguments that did not come through a bounded parse (built in code, by an embedding program) are
+        // bounded here: schema checks, result formatting and MCP encoding recurse once per level.
+        if (json_depth(args) > kMaxJsonDepth)
+            return finish(id, error_result("arguments for " + name + " nest deeper than " +
+                                           std::to_string(kMaxJsonDepth) + " levels"));
         if (d->source != ToolSource::Mcp)
             if (std::string e = check_against_schema(d->parameters, args); !e.empty())
                 return finish(id, error_result("invalid arguments for " + name + ": " + e));

@@ -28,7 +28,10 @@ std::string type_name(const ojson& v) {
 bool has_type(const ojson& v, const std::string& t) {
     if (t == "integer") {
         if (v.is_number_integer()) return true;
-        return v.is_number_float() && std::isfinite(v.get<double>()) && std::floor(v.get<double>()) == v.get<double>();
+        // An integral float counts only within int64 (what a tool can read it as); 1e23 is not an integer here.
+        if (!v.is_number_float()) return false;
+        const double d = v.get<double>();
+        return std::isfinite(d) && std::floor(d) == d && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
     }
     if (t == "number") return v.is_number();
     if (t == "string") return v.is_string();

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <stdexcept>
 
 #include "agent/cli/commands.h"
+#include "common/json_limits.h"
 #include "agent/constrain/constrain.h"
 #include "agent/constrain/random_completion.h"
 #include "model/tokenizer.h"
@@ -46,8 +48,8 @@ json read_json(const std::string& path) {
     std::ifstream f(path);
     if (!f) throw std::runtime_error("bench constrain: cannot open " + path);
     try {
-        return json::parse(f);
-    } catch (const json::exception& e) {
+        return parse_json_limited(std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()));
+    } catch (const std::exception& e) {
         throw std::runtime_error("bench constrain: " + path + ": " + e.what());
     }
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "agent/cli/commands.h"
+#include "common/json_limits.h"
 #include "agent/runtime.h"
 #include "agent/constrain/constrain.h"
 #include "kernels/backend.h"
@@ -55,7 +57,7 @@ std::vector<int32_t> read_ids_file(const std::string& path) {
     if (!in) throw std::runtime_error("cannot open ids file '" + path + "'");
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = parse_json_limited(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
     } catch (const std::exception& e) {
         throw std::runtime_error("ids file '" + path + "': invalid JSON: " + e.what());
     }
@@ -63,7 +65,8 @@ std::vector<int32_t> read_ids_file(const std::string& path) {
     if (!j.is_array()) throw std::runtime_error("ids file '" + path + "': expected a JSON array of token ids");
     std::vector<int32_t> ids;
     for (size_t i = 0; i < j.size(); ++i) {
-        if (!j[i].is_number_integer() || j[i].get<int64_t>() < INT32_MIN || j[i].get<int64_t>() > INT32_MAX)
+        if (!j[i].is_number_integer() || (j[i].is_number_unsigned() && j[i].get<uint64_t>() > INT32_MAX) ||
+            j[i].get<int64_t>() < INT32_MIN || j[i].get<int64_t>() > INT32_MAX)
             throw std::runtime_error("ids file '" + path + "': element " + std::to_string(i) + " is not a token id");
         ids.push_back(j[i].get<int32_t>());
     }
@@ -75,7 +78,8 @@ nlohmann::ordered_json read_json_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open '" + path + "'");
     try {
-        return nlohmann::ordered_json::parse(in);
+        return parse_json_limited<nlohmann::ordered_json>(
+            std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
     } catch (const std::exception& e) {
         throw std::runtime_error("'" + path + "': invalid JSON: " + e.what());
     }

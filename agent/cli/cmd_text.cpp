@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/cli/commands.h"
+#include "common/json_limits.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 
@@ -50,8 +51,8 @@ void for_each_line(Fn&& fn) {
 template <class J = nlohmann::json>
 J parse_json(const std::string& text, const std::string& what) {
     try {
-        return J::parse(text);
-    } catch (const nlohmann::json::exception& e) {
+        return parse_json_limited<J>(text);
+    } catch (const std::exception& e) {
         throw std::runtime_error("invalid JSON in " + what + ": " + e.what());
     }
 }
@@ -61,9 +62,10 @@ std::vector<int32_t> parse_ids(const nlohmann::json& j, const std::string& what)
     std::vector<int32_t> ids;
     ids.reserve(j.size());
     for (const auto& x : j) {
-        if (!x.is_number_integer()) throw std::runtime_error(what + ": token ids must be integers, got " + x.dump());
+        if (!x.is_number_integer())
+            throw std::runtime_error(what + ": token ids must be integers, got " + x.dump().substr(0, 100));
         const auto v = x.get<int64_t>();
-        if (v < INT32_MIN || v > INT32_MAX) throw std::runtime_error(what + ": token id " + x.dump() + " is out of range");
+        if ((x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT32_MAX)) || v < INT32_MIN || v > INT32_MAX) throw std::runtime_error(what + ": token id " + x.dump() + " is out of range");
         ids.push_back(static_cast<int32_t>(v));
     }
     return ids;

@@ -1,4 +1,5 @@
 #include "agent/constrain/tool_call_parser.h"
+#include "common/json_limits.h"
 
 #include <algorithm>
 
@@ -104,7 +105,7 @@ void ToolCallParser::end_call(std::vector<ToolCallEvent>& out, size_t close_at) 
     buf_.erase(0, close_at + kClose.size());
     try {
         if (mode_ == Mode::Raw) {
-            auto j = nlohmann::ordered_json::parse(call_raw_);
+            auto j = parse_json_limited<nlohmann::ordered_json>(call_raw_);
             if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("arguments"))
                 throw std::runtime_error("not a tool call object");
             index_ = next_index_++;
@@ -114,7 +115,7 @@ void ToolCallParser::end_call(std::vector<ToolCallEvent>& out, size_t close_at) 
             out.push_back({ToolCallEvent::Kind::CallEnd, index_, j["name"].get<std::string>(), args, j["arguments"]});
         } else {
             if (mode_ != Mode::Tail) throw std::runtime_error("arguments not complete");
-            auto args = nlohmann::ordered_json::parse(args_);
+            auto args = parse_json_limited<nlohmann::ordered_json>(args_);
             out.push_back({ToolCallEvent::Kind::CallEnd, index_, name_, args_, std::move(args)});
         }
         ++completed_;

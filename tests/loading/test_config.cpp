@@ -205,6 +205,9 @@ TEST(ConfigErrors, FileProblemsNameThePath) {
     EXPECT_ERROR_CONTAINS(load_config(dir / "bad.json"), "bad.json", "invalid JSON");
     std::ofstream(dir / "huge.json") << "{\"model_type\": \"qwen3_next\", \"rope_theta\": 1e999}";
     EXPECT_ERROR_CONTAINS(load_config(dir / "huge.json"), "huge.json", "invalid JSON");
+    std::ofstream(dir / "deep.json") << "{\"model_type\": \"qwen3_next\", \"x\": " << std::string(100000, '[')
+                                     << std::string(100000, ']') << "}";
+    EXPECT_ERROR_CONTAINS(load_config(dir / "deep.json"), "deep.json", "nests deeper than 256 levels");
 }
 
 TEST(Config, Fp8QuantizationConfigParses) {

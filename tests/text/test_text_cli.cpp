@@ -112,5 +112,27 @@ TEST(TextCli, ErrorsAreReportedNotCrashes) {
     EXPECT_NE(r.err.find("--template"), std::string::npos) << r.err;
 }
 
+// Deeply nested JSON on stdin (100,000-deep ids, 30,000-deep tool parameters) crashed detokenize and render
+// (stack overflow in the recursive visitors after the parse): now a clear error naming the depth limit.
+TEST(TextCli, DeeplyNestedInputIsRefusedNotACrash) {
+    auto r = qnext("detokenize " + kTok, std::string(100000, '[') + std::string(100000, ']'));
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("nests deeper than 256 levels"), std::string::npos) << r.err;
+    std::string params;
+    for (int i = 0; i < 30000; ++i) params += R"({"type":"object","properties":{"a":)";
+    params += "{}";
+    for (int i = 0; i < 30000; ++i) params += "}}";
+    r = qnext("render " + kTok, R"({"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function",)"
+                                R"("function":{"name":"f","parameters":)" + params + "}}]}");
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("nests deeper than 256 levels"), std::string::npos) << r.err;
+    r = qnext("tokenize --jsonl " + kTok, std::string(50000, '[') + "\n");
+    EXPECT_EQ(r.code, 1) << r.err;
+    // Ids that wrap when read as int64 (2^64 - 1 is -1) are out of range, not a negative id.
+    r = qnext("detokenize " + kTok, "[18446744073709551615]");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("out of range"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace qnext::test

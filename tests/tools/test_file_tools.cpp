@@ -48,6 +48,23 @@ TEST_F(FileTools, ReadFileWholeAndRanges) {
     EXPECT_EQ(r.text, "error: start_line 9 is past the end of notes.txt (3 lines)");
 }
 
+// Integral floats pass the schema's "integer" check; out-of-range ones used to be cast to int64 (undefined
+// behaviour; 1e23 crashed on the file-pool thread) and huge unsigned values wrapped to -1 (an out-of-bounds read).
+TEST_F(FileTools, ReadFileLineNumbersOutOfRange) {
+    for (const ojson& bad : {ojson(1e23), ojson(-1e23), ojson(9223372036854775808.0), ojson(1.5), ojson(0),
+                             ojson(-3), ojson(18446744073709551615ull), ojson(9223372036854775808ull), ojson("2")}) {
+        for (const char* key : {"start_line", "end_line"}) {
+            ToolResult r = run("read_file", {{"path", "notes.txt"}, {key, bad}});
+            EXPECT_TRUE(r.is_error) << key << " = " << bad.dump();
+            EXPECT_EQ(r.text, std::string("error: ") + key + " must be an integer from 1 to 9223372036854775807, not " +
+                                  bad.dump())
+                << r.text;
+        }
+    }
+    EXPECT_EQ(run("read_file", {{"path", "notes.txt"}, {"start_line", 2.0}}).text, "two\nthree\n");
+    EXPECT_EQ(run("read_file", {{"path", "notes.txt"}, {"end_line", 9223372036854775807ll}}).text, "one\ntwo\nthree\n");
+}
+
 TEST_F(FileTools, ReadFileErrors) {
     ToolResult r = run("read_file", {{"path", "missing.txt"}});
     EXPECT_TRUE(r.is_error);

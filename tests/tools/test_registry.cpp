@@ -103,6 +103,19 @@ TEST_P(RegistryExec, PythonResultsInTheDemoFormat) {
     EXPECT_EQ(call("python", {{"code", "pass"}}).text, "(no output)");
 }
 
+// A 100,000-deep "code" argument (a hostile model through a backend that does not constrain, or an embedding
+// program) overflowed the stack while the error message dumped it: now a clear error, nothing runs.
+TEST_P(RegistryExec, DeeplyNestedArgumentsAreRefused) {
+    ojson deep = ojson::array();
+    for (int i = 0; i < 100000; ++i) deep = ojson::array({std::move(deep)});
+    ToolResult r = call("python", {{"code", std::move(deep)}});
+    EXPECT_TRUE(r.is_error);
+    EXPECT_EQ(r.text, "error: arguments for python nest deeper than 256 levels");
+    r = call("python", {{"code", "print(1)"}, {"x", ojson::array({ojson::array({1})})}});
+    EXPECT_TRUE(r.is_error);   // an unknown property, reported by the schema check (depth is fine)
+    EXPECT_EQ(r.text.find("nest deeper"), std::string::npos) << r.text;
+}
+
 TEST_P(RegistryExec, ShellRunsInTheWorkspace) {
     ToolResult r = call("shell", {{"command", "cat canary.txt; echo oops >&2; echo made > new.txt"}});
     EXPECT_FALSE(r.is_error) << r.text;

@@ -1,4 +1,5 @@
 // `qnext info` and `qnext make-checkpoint`.
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,6 +11,8 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/model_folder.h"
+#include "model/gguf.h"
+#include "model/gguf_model.h"
 #include "model/model_info.h"
 
 namespace qnext::cli {
@@ -33,7 +36,14 @@ void run_info(const InfoArgs& a) {
     if (a.config.empty() == a.model.empty()) throw std::runtime_error("info: give exactly one of --config FILE or --model DIR");
     Qwen3NextConfig cfg;
     std::string source;
-    if (!a.model.empty()) {
+    std::optional<GgufTypeSummary> gguf;
+    if (!a.model.empty() && looks_like_gguf(a.model)) {
+        // A llama.cpp GGUF: hyperparameters from its metadata, types and bytes from its tensor infos.
+        auto f = GgufFile::open(a.model);
+        cfg = gguf_config(*f);
+        gguf = summarize_gguf(*f, cfg);
+        source = a.model;
+    } else if (!a.model.empty()) {
         LoadOptions opts;
         opts.progress = false;
         opts.prefetch = false;   // mapping + validation + binding only
@@ -50,9 +60,11 @@ void run_info(const InfoArgs& a) {
         nlohmann::ordered_json j;
         j["source"] = source;
         j.update(model_info_to_json(cfg, info));
+        if (gguf) j["gguf"] = gguf_summary_to_json(*gguf);
         std::cout << j.dump(2) << "\n";
     } else {
         std::cout << "source                " << source << "\n" << model_info_to_text(cfg, info);
+        if (gguf) std::cout << gguf_summary_to_text(*gguf);
     }
 }
 
@@ -83,8 +95,9 @@ void add_model_commands(Context& ctx) {
         "info", "print layer layout, parameter counts, active parameters per token, KV and recurrent-state sizes");
     auto* src = ic->add_option_group("source");
     src->add_option("--config", info->config, "a config.json")->check(CLI::ExistingFile);
-    src->add_option("--model", info->model, "a model folder (config.json + safetensors; validated and bound)")
-        ->check(CLI::ExistingDirectory);
+    src->add_option("--model", info->model,
+                    "a model folder (config.json + safetensors; validated and bound) or a qwen3next .gguf file")
+        ->check(CLI::ExistingPath);
     src->require_option(1);
     ic->add_flag("--json", info->json, "print one JSON object instead of text");
     ic->add_option("--mtp", info->mtp, "count this many MTP layers (default: config / checkpoint)")

@@ -56,6 +56,27 @@ TEST(Cli, MakeCheckpointThenInfoModel) {
     EXPECT_GT(info["mtp_params"].get<int64_t>(), 0);
 }
 
+// `qnext info --model F.gguf` on the demo model as llama.cpp's converter writes it: the same layout and counts as
+// the HF folder it came from, plus the file's tensor types and bytes.
+TEST(Cli, InfoOnAGgufFile) {
+    const std::string gguf = std::string(QNEXT_SOURCE_DIR) + "/tests/data/loading/gguf/demo-q8_0.gguf";
+    Result g = run("info --json --model " + gguf);
+    ASSERT_EQ(g.code, 0) << g.out;
+    Result h = run("info --json --model " + std::string(QNEXT_SOURCE_DIR) + "/models/demo");
+    ASSERT_EQ(h.code, 0) << h.out;
+    nlohmann::json gj = nlohmann::json::parse(g.out), hj = nlohmann::json::parse(h.out);
+    for (const char* k : {"layout", "total_params", "mtp_params", "active_params_per_token", "kv_bytes_per_token",
+                          "recurrent_state_bytes"})
+        EXPECT_EQ(gj[k], hj[k]) << k;
+    EXPECT_EQ(gj["gguf"]["tensor_types"]["Q8_0"]["tensors"], 53);
+    EXPECT_EQ(gj["gguf"]["tensor_types"]["F32"]["tensors"], 40);
+    Result t = run("info --model " + gguf);
+    EXPECT_NE(t.out.find("tensor types         F32 40 tensors"), std::string::npos) << t.out;
+    Result bad = run("info --model " + std::string(QNEXT_SOURCE_DIR) + "/tests/data/loading/gguf/small.gguf");
+    EXPECT_EQ(bad.code, 1);
+    EXPECT_NE(bad.out.find("small.gguf: metadata 'qwen3next.embedding_length' is missing"), std::string::npos) << bad.out;
+}
+
 TEST(Cli, ErrorsAreOneLineWithExitCode1) {
     test::ScratchDir d("clierr");
     nlohmann::json j = test::read_json(test::tiny_config_path());

@@ -24,12 +24,19 @@
 
 namespace qnext {
 
+class GgufFile;
+
 class Tokenizer {
 public:
-    // `path` is a directory holding tokenizer.json (+ optional tokenizer_config.json and
+    // `path` is a llama.cpp .gguf file (see from_gguf), or a directory holding tokenizer.json (+ optional tokenizer_config.json and
     // generation_config.json; a model folder works) or the tokenizer.json file itself.
     // Throws std::runtime_error naming the file and the problem on any unsupported or bad input.
     static Tokenizer load(const std::filesystem::path& path);
+    // The tokenizer a llama.cpp GGUF file carries (tokenizer.ggml.model "gpt2" with a Qwen pre-tokenizer):
+    // tokens, merges and token types; CONTROL tokens are special, USER_DEFINED ones added but not special
+    // (llama.cpp's converter marks a few tokens CONTROL that HF lists as non-special, e.g. <|fim_prefix|>:
+    // encoding is the same, skip_special decoding follows the GGUF). Stop tokens: eos/eot ids of the file.
+    static Tokenizer from_gguf(const GgufFile& file);
 
     // Text (UTF-8 bytes; invalid sequences tolerated, see above) -> token ids.
     std::vector<int32_t> encode(std::string_view text, bool allow_special = true) const;

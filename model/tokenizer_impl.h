@@ -64,4 +64,12 @@ struct Tokenizer::Impl {
                          bool stage_one, std::vector<int32_t>& out) const;
 };
 
+namespace text {
+struct TokenizerJson;
+}
+// Builds the tables from a vocabulary, merges and added tokens (tokenizer_load.cpp); eos/pad/dir are the
+// caller's. Throws std::runtime_error naming `file`.
+std::shared_ptr<Tokenizer::Impl> build_tokenizer_impl(const text::TokenizerJson& tj, bool use_nfc,
+                                                      const std::filesystem::path& file);
+
 }  // namespace qnext

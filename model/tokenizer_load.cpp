@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/tokenizer.h"
+#include "model/gguf.h"
 #include "common/json_limits.h"
 #include "model/tokenizer_impl.h"
 #include "model/tokenizer_json.h"
@@ -96,20 +97,13 @@ std::string hf_byte_level_decode(const std::string& content) {
 
 }  // namespace
 
-Tokenizer Tokenizer::load(const std::filesystem::path& path) {
-    const bool is_dir = std::filesystem::is_directory(path);
-    const auto file = is_dir ? path / "tokenizer.json" : path;
-    if (!std::filesystem::exists(file))
-        throw std::runtime_error("no tokenizer.json at " + path.string() + " (pass a model folder or the file)");
-    auto tj = text::read_tokenizer_json(file);
-
+// The tables of a byte-level BPE tokenizer from its vocabulary, merges and added tokens (tokenizer.json's, or
+// the same read from a GGUF file's tokenizer.ggml.* metadata). `file` names the source in errors.
+std::shared_ptr<Tokenizer::Impl> build_tokenizer_impl(const text::TokenizerJson& tj, bool use_nfc,
+                                                      const std::filesystem::path& file) {
+    using Impl = Tokenizer::Impl;
     auto impl = std::make_shared<Impl>();
-    impl->dir = is_dir ? path : path.parent_path();
-    check_model(tj.model, file);
-    impl->nfc = check_normalizer(tj.normalizer, file);
-    check_pre_tokenizer(tj.pre_tokenizer, file);
-    check_byte_level(tj.decoder, file, "decoder");
-    if (!tj.post_processor.is_null()) check_byte_level(tj.post_processor, file, "post_processor");
+    impl->nfc = use_nfc;
     impl->bpe.ignore_merges = tj.model.value("ignore_merges", false);
 
     // ---- ids: vocabulary + added tokens -------------------------------------------------------
@@ -177,6 +171,25 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
     for (const auto& t : impl->added) (t.normalized ? normalized : raw).push_back(&t);
     impl->raw_matcher.build(std::move(raw));
     impl->normalized_matcher.build(std::move(normalized));
+
+    return impl;
+}
+
+Tokenizer Tokenizer::load(const std::filesystem::path& path) {
+    const bool is_dir = std::filesystem::is_directory(path);
+    if (!is_dir && looks_like_gguf(path)) return from_gguf(*GgufFile::open(path));
+    const auto file = is_dir ? path / "tokenizer.json" : path;
+    if (!std::filesystem::exists(file))
+        throw std::runtime_error("no tokenizer.json at " + path.string() + " (pass a model folder or the file)");
+    auto tj = text::read_tokenizer_json(file);
+
+    check_model(tj.model, file);
+    const bool nfc = check_normalizer(tj.normalizer, file);
+    check_pre_tokenizer(tj.pre_tokenizer, file);
+    check_byte_level(tj.decoder, file, "decoder");
+    if (!tj.post_processor.is_null()) check_byte_level(tj.post_processor, file, "post_processor");
+    auto impl = build_tokenizer_impl(tj, nfc, file);
+    impl->dir = is_dir ? path : path.parent_path();
 
     // ---- stop / pad tokens -----------------------------------------------------------------------
     Tokenizer tok(impl);

@@ -180,7 +180,8 @@ void run_bench(const TextOptions& o, const std::string& input, int repeat) {
 void add_text_commands(Context& ctx) {
     auto opts = std::make_shared<TextOptions>();
     auto add_tokenizer = [&](CLI::App* c, bool required) {
-        auto* opt = c->add_option("--tokenizer", opts->tokenizer, "folder with tokenizer.json (a model folder works)");
+        auto* opt = c->add_option("--tokenizer,--model", opts->tokenizer,
+                                  "folder with tokenizer.json (a model folder works) or a llama.cpp .gguf file");
         if (required) opt->required();
     };
 

@@ -9,6 +9,7 @@
 
 #include "model/gguf.h"
 #include "model/gguf_model.h"
+#include "model/tokenizer.h"
 #include "tests/loading/util.h"
 
 namespace qnext {
@@ -58,6 +59,53 @@ TEST(GgufModel, DemoConfigMatchesItsConfigJson) {
     }());
     EXPECT_GT(s.bytes_per_token, 0);
     EXPECT_LT(s.bytes_per_token, s.total_bytes);
+}
+
+// The GGUF's tokenizer (tokenizer.ggml.*) encodes exactly as the HF tokenizer.json it was converted from (which
+// the text tests hold byte-exact against HF tokenizers): every held-out demo task, special tokens, odd text.
+TEST(GgufTokenizer, DemoEncodesLikeItsTokenizerJson) {
+    auto f = GgufFile::open(kDemoGguf);
+    const Tokenizer g = Tokenizer::from_gguf(*f);
+    const Tokenizer h = Tokenizer::load(fs::path(QNEXT_SOURCE_DIR) / "models/demo");
+    ASSERT_EQ(g.vocab_size(), 3200);   // the embedding table's rows: ids past the tokenizer are holes
+    ASSERT_LE(h.vocab_size(), g.vocab_size());
+    int special_differs = 0;
+    for (int32_t id = 0; id < h.vocab_size(); ++id) {
+        ASSERT_EQ(g.token_bytes(id), h.token_bytes(id)) << id;
+        ASSERT_EQ(g.is_added(id), h.is_added(id)) << id;
+        special_differs += g.is_special(id) != h.is_special(id);
+    }
+    // llama.cpp marks <|fim_*|>, <|repo_name|>, <|file_sep|> CONTROL where HF says special=false.
+    EXPECT_EQ(special_differs, 6);
+    for (int32_t id = h.vocab_size(); id < g.vocab_size(); ++id) EXPECT_EQ(g.token_bytes(id), "") << id;
+    EXPECT_EQ(g.eos_ids(), std::vector<int32_t>{*h.token_id("<|im_end|>")});
+
+    std::vector<std::string> texts = {"", "hello world", "  leading and trailing  ", "tabs\tand\nnew\n\nlines",
+                                      "numbers 1234567 3.14", "ünïcödé — 中文 テキスト 🙂", "<|im_start|>user\nhi<|im_end|>",
+                                      "<tool_call>\n{\"name\": \"python\"}\n</tool_call>", "<think>\n\n</think>",
+                                      "e\xcc\x81 (NFC)", std::string("bad \xff utf8")};
+    std::ifstream in(fs::path(QNEXT_SOURCE_DIR) / "tests/data/demo/heldout_tasks.jsonl");
+    for (std::string line; std::getline(in, line);) texts.push_back(line);
+    ASSERT_GT(texts.size(), 200u);
+    for (const std::string& t : texts) {
+        for (bool special : {true, false}) {
+            const auto ids = g.encode(t, special);
+            ASSERT_EQ(ids, h.encode(t, special)) << t;
+        }
+        const auto ids = h.encode(t);
+        ASSERT_EQ(g.decode(ids), h.decode(ids)) << t;
+    }
+}
+
+TEST(GgufTokenizer, BrokenTokenizerMetadataIsNamed) {
+    auto f = GgufFile::open(fs::path(QNEXT_SOURCE_DIR) / "tests/data/loading/gguf/small.gguf");
+    try {
+        Tokenizer::from_gguf(*f);
+        ADD_FAILURE();
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("small.gguf: tokenizer: the file has no tokenizer"), std::string::npos)
+            << e.what();
+    }
 }
 
 // ---- broken metadata --------------------------------------------------------------------------------------

@@ -112,6 +112,20 @@ TEST(TextCli, ErrorsAreReportedNotCrashes) {
     EXPECT_NE(r.err.find("--template"), std::string::npos) << r.err;
 }
 
+// `qnext tokenize --model F.gguf`: the tokenizer in a llama.cpp GGUF gives the ids of the tokenizer.json it was
+// converted from.
+TEST(TextCli, TokenizeWithAGgufModel) {
+    const std::string src = QNEXT_SOURCE_DIR;
+    const std::string text = "<|im_start|>user\nReverse 'river code', please.<|im_end|>\n<think>\n</think>";
+    auto g = qnext("tokenize --model " + src + "/tests/data/loading/gguf/demo-q8_0.gguf", text);
+    auto h = qnext("tokenize --tokenizer " + src + "/models/demo", text);
+    ASSERT_EQ(g.code, 0) << g.err;
+    ASSERT_EQ(h.code, 0) << h.err;
+    EXPECT_EQ(g.out, h.out);
+    auto d = qnext("detokenize --model " + src + "/tests/data/loading/gguf/demo-q8_0.gguf", g.out);
+    EXPECT_EQ(d.out, text) << d.err;
+}
+
 // Deeply nested JSON on stdin (100,000-deep ids, 30,000-deep tool parameters) crashed detokenize and render
 // (stack overflow in the recursive visitors after the parse): now a clear error naming the depth limit.
 TEST(TextCli, DeeplyNestedInputIsRefusedNotACrash) {

@@ -58,6 +58,8 @@ protected:
            "argv": ["/bin/sleep", "1"]},
           {"name": "hang", "description": "never returns", "parameters": {"type": "object", "properties": {}},
            "argv": ["/bin/sleep", "30"]},
+          {"name": "snooze", "description": "sleep 0.3 s", "parameters": {"type": "object", "properties": {}},
+           "argv": ["/bin/sleep", "0.3"]},
           {"name": "crash", "description": "dies of SIGSEGV", "parameters": {"type": "object", "properties": {}},
            "argv": ["/bin/sh", "-c", "kill -SEGV $$"]},
           {"name": "say", "description": "echo a word", "parameters": {"type": "object",
@@ -130,7 +132,7 @@ TEST_F(RemoteLoop, ParallelCallsRunConcurrently) {
     // The request carried the tools and the parallel flag.
     auto reqs = server.requests();
     ASSERT_EQ(reqs.size(), 2u);
-    EXPECT_EQ(reqs[0]["tools"].size(), 4u);
+    EXPECT_EQ(reqs[0]["tools"].size(), 5u);
     EXPECT_EQ(reqs[0]["stream"], true);
 }
 
@@ -307,6 +309,38 @@ TEST_F(HostileServer, DeeplyNestedEventIsRejectedDuringTheParse) {
     EXPECT_LT(r.out.error.size(), 1000u);
 }
 
+TEST_F(HostileServer, DeeplyNestedArgumentsAreNotExecutedAndEchoedBounded) {
+    // The model is told why, and the history keeps a bounded echo (the deep value would overflow the stack of
+    // every later dump of the history).
+    HostileRun r = run(calls_then_answer({{"say", StubOpenAIServer::deep_array(100000)}}));
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error.substr(0, 300);
+    ASSERT_EQ(r.results.size(), 1u);
+    EXPECT_TRUE(r.results[0].is_error);
+    EXPECT_NE(r.results[0].text.find("nests deeper than 256"), std::string::npos) << r.results[0].text.substr(0, 300);
+    EXPECT_LT(r.results[0].text.size(), 4096u + 300u);
+    const ojson& args = r.history[1]["tool_calls"][0]["function"]["arguments"];
+    ASSERT_TRUE(args.is_string());
+    EXPECT_LT(args.get<std::string>().size(), 4096u + 100u);
+}
+
+TEST_F(HostileServer, HugeMalformedArgumentsAndNamesAreEchoedTruncated) {
+    const std::string junk = "{" + std::string(100000, 'x');
+    const std::string long_name(100000, 'n');
+    HostileRun r = run(calls_then_answer({{"say", junk}, {long_name, "{}"}}));
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error.substr(0, 300);
+    ASSERT_EQ(r.results.size(), 2u);
+    for (const ToolOutcome& o : r.results) {
+        EXPECT_TRUE(o.is_error);
+        EXPECT_LT(o.text.size(), 4096u + 300u);
+        EXPECT_NE(o.text.find("truncated: 100"), std::string::npos) << o.text.substr(0, 200);
+    }
+    const ojson& calls = r.history[1]["tool_calls"];
+    EXPECT_LT(calls[0]["function"]["arguments"].get<std::string>().size(), 4096u + 100u);
+    EXPECT_LT(calls[1]["function"]["name"].get<std::string>().size(), 4096u + 100u);
+    EXPECT_LT(r.history[3]["name"].get<std::string>().size(), 4096u + 100u);
+    EXPECT_LT(r.history.dump().size(), 30000u);
+}
+
 TEST(SseDecoder, LongLineIsDecodedInLinearTime) {
     // A 40 MB line in 16 KiB reads: rescanning the whole buffer for a newline on every read was quadratic.
     const size_t n = 40u << 20;
@@ -429,6 +463,78 @@ TEST_F(HostileServer, SilentServerTimesOut) {
     EXPECT_TRUE(r.turn_done);
     EXPECT_NE(r.out.error.find("sent nothing for 150 ms (idle timeout)"), std::string::npos) << r.out.error;
     EXPECT_LT(r.secs, 0.6);
+}
+
+// --- Tool calls per message and at once (security issue item 7). ---
+
+TEST_F(HostileServer, ToolCallsPerMessageAreCapped) {
+    std::vector<std::pair<std::string, std::string>> calls(40, {"say", R"({"word": "w"})"});
+    LoopOptions lo;
+    ASSERT_EQ(lo.limits.max_tool_calls_per_message, 32);
+    HostileRun r = run(calls_then_answer(calls), {}, lo);
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error;
+    EXPECT_EQ(r.out.tools_called.size(), 32u);
+    ASSERT_EQ(r.results.size(), 40u);
+    int refused = 0;
+    for (const ToolOutcome& o : r.results)
+        if (o.is_error && o.text.find("max_tool_calls_per_message") != std::string::npos) ++refused;
+    EXPECT_EQ(refused, 8);
+    // Every call gets its tool message, in call order; the last 8 carry the refusal.
+    ASSERT_EQ(r.history.size(), 2u + 40u + 1u);
+    EXPECT_EQ(r.history[2 + 31]["content"], "w");
+    EXPECT_EQ(r.history[2 + 31]["tool_call_id"], "c31");
+    EXPECT_NE(r.history[2 + 32]["content"].get<std::string>().find("not executed"), std::string::npos);
+    EXPECT_EQ(r.history[2 + 39]["tool_call_id"], "c39");
+}
+
+TEST_F(HostileServer, ConcurrentToolCallsAreBoundedAndResultsStayInOrder) {
+    std::vector<std::pair<std::string, std::string>> calls(8, {"snooze", "{}"});
+    calls[5] = {"say", R"({"word": "five"})"};
+    LoopOptions lo;
+    ASSERT_EQ(lo.limits.max_parallel_tools, 4);
+    StubOpenAIServer server(calls_then_answer(calls));
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, lo);
+    int running = 0, most = 0;
+    TurnOutcome out = run_turn(*loop, "go", nullptr, [&](const LoopEvent& ev) {
+        if (ev.kind == LoopEvent::Kind::ToolCallStarted) most = std::max(most, ++running);
+        if (ev.kind == LoopEvent::Kind::ToolResult) --running;
+    });
+    ASSERT_EQ(out.stop, StopReason::FinalAnswer) << out.error;
+    EXPECT_EQ(most, 4);
+    EXPECT_EQ(out.tools_called.size(), 8u);
+    const ojson& m = loop->messages();
+    ASSERT_EQ(m.size(), 2u + 8u + 1u);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(m[2 + i]["tool_call_id"], "c" + std::to_string(i));
+    EXPECT_EQ(m[2 + 5]["content"], "five");
+}
+
+TEST_F(HostileServer, CancellingSkipsQueuedToolCalls) {
+    std::vector<std::pair<std::string, std::string>> calls(6, {"hang", "{}"});
+    LoopOptions lo;
+    lo.limits.max_parallel_tools = 2;
+    StubOpenAIServer server(calls_then_answer(calls));
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, lo);
+    int started = 0;
+    std::vector<ToolOutcome> results;
+    boost::asio::steady_timer timer(io_);
+    auto t0 = Clock::now();
+    TurnOutcome out = run_turn(*loop, "go", nullptr, [&](const LoopEvent& ev) {
+        if (ev.kind == LoopEvent::Kind::ToolCallStarted && ++started == 2) {
+            timer.expires_after(std::chrono::milliseconds(200));
+            timer.async_wait([&](const boost::system::error_code&) { loop->cancel(); });
+        }
+        if (ev.kind == LoopEvent::Kind::ToolResult) results.push_back(*ev.outcome);
+    });
+    EXPECT_EQ(out.stop, StopReason::Cancelled);
+    EXPECT_EQ(started, 2);
+    ASSERT_EQ(results.size(), 6u);
+    auto skipped = [](const ToolOutcome& o) { return o.text.find("cancelled before it started") != std::string::npos; };
+    EXPECT_EQ(std::count_if(results.begin(), results.end(), skipped), 4);
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "agent/agent_loop.h"
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 namespace qnext::agent {
@@ -93,6 +95,17 @@ void AgentLoop::on_generation(GenerationResult result) {
     }
     if (result.finish == FinishReason::Error) return finish(StopReason::Error, result.error);
 
+    // Malformed calls are echoed (history, events, error results) cut to max_echo_bytes: a server or model that
+    // sends a megabyte of broken arguments must not have it repeated in every later request.
+    const size_t echo = options_.limits.max_echo_bytes;
+    for (ToolCall& c : result.tool_calls) {
+        c.name = clip_for_echo(c.name, echo);
+        c.id = clip_for_echo(c.id, echo);
+        if (c.arguments.is_discarded() || !c.arguments.is_object()) {
+            c.arguments_text = clip_for_echo(c.arguments_text, echo);
+        }
+    }
+
     // Record the assistant message (only complete calls; a truncated call never enters the history as a call).
     ojson msg = ojson::object();
     msg["role"] = "assistant";
@@ -104,8 +117,8 @@ void AgentLoop::on_generation(GenerationResult result) {
             calls.push_back(ojson{{"id", c.id},
                                   {"type", "function"},
                                   {"function", {{"name", c.name},
-                                                {"arguments", c.arguments.is_discarded() ? ojson(c.arguments_text)
-                                                                                         : c.arguments}}}});
+                                                {"arguments", c.arguments.is_object() ? c.arguments
+                                                                                     : ojson(c.arguments_text)}}}});
         }
         msg["tool_calls"] = std::move(calls);
     }
@@ -129,47 +142,90 @@ void AgentLoop::on_generation(GenerationResult result) {
     }
 }
 
+// The calls of one assistant message, executing: results land in call order whatever order they finish in.
+struct AgentLoop::ToolBatch {
+    std::vector<ToolCall> calls;
+    std::vector<ToolOutcome> outcomes;
+    int step = 0;
+    size_t executable = 0;  // calls[0, executable) are executed, the rest refused
+    size_t next = 0;        // next call to start
+    size_t running = 0;
+    size_t pending = 0;     // executable calls not finished yet
+};
+
 void AgentLoop::run_tools(std::vector<ToolCall> calls) {
-    // All calls of one assistant message run concurrently; results are appended in call order.
-    struct Join {
-        std::vector<ToolCall> calls;
-        std::vector<ToolOutcome> outcomes;
-        size_t pending;
-    };
-    auto join = std::make_shared<Join>(Join{std::move(calls), {}, 0});
-    join->outcomes.resize(join->calls.size());
-    join->pending = join->calls.size();
+    auto batch = std::make_shared<ToolBatch>();
+    batch->calls = std::move(calls);
+    batch->outcomes.resize(batch->calls.size());
+    batch->step = outcome_.steps - 1;
+    const size_t n = batch->calls.size();
+    batch->executable = std::min(n, static_cast<size_t>(std::max(0, options_.limits.max_tool_calls_per_message)));
+    batch->pending = batch->executable;
+    for (size_t i = batch->executable; i < n; ++i) {
+        batch->outcomes[i] = ToolOutcome{"error: not executed: this message made " + std::to_string(n) +
+                                             " tool calls and at most " + std::to_string(batch->executable) +
+                                             " are executed per message (max_tool_calls_per_message); make the "
+                                             "remaining calls in a later message",
+                                         true, 0};
+        LoopEvent ev{LoopEvent::Kind::ToolResult, batch->step};
+        ev.call = &batch->calls[i];
+        ev.outcome = &batch->outcomes[i];
+        sink_(ev);
+    }
+    if (batch->pending == 0) return tools_finished(batch);
+    launch_tools(batch);
+}
+
+void AgentLoop::launch_tools(const std::shared_ptr<ToolBatch>& batch) {
+    const size_t slots = static_cast<size_t>(std::max(1, options_.limits.max_parallel_tools));
     auto self = shared_from_this();
-    const int step_index = outcome_.steps - 1;
-    for (size_t i = 0; i < join->calls.size(); ++i) {
-        const ToolCall& call = join->calls[i];
+    while (batch->running < slots && batch->next < batch->executable) {
+        const size_t i = batch->next++;
+        ++batch->running;
+        const ToolCall& call = batch->calls[i];
+        auto on_done = [self, batch, i](ToolOutcome out) { self->tool_done(batch, i, std::move(out)); };
+        if (cancelled_) {  // a queued call that had not started when the turn was cancelled
+            boost::asio::post(io_, [on_done] { on_done(ToolOutcome{"error: cancelled before it started", true, 0}); });
+            continue;
+        }
         outcome_.tools_called.push_back(call.name);
-        LoopEvent le{LoopEvent::Kind::ToolCallStarted, step_index};
+        LoopEvent le{LoopEvent::Kind::ToolCallStarted, batch->step};
         le.call = &call;
         sink_(le);
-        auto on_done = [self, join, i, step_index](ToolOutcome out) {
-            join->outcomes[i] = std::move(out);
-            LoopEvent ev{LoopEvent::Kind::ToolResult, step_index};
-            ev.call = &join->calls[i];
-            ev.outcome = &join->outcomes[i];
-            self->sink_(ev);
-            if (--join->pending) return;
-            for (size_t k = 0; k < join->calls.size(); ++k) {
-                self->messages_.push_back(ojson{{"role", "tool"},
-                                                {"tool_call_id", join->calls[k].id},
-                                                {"name", join->calls[k].name},
-                                                {"content", join->outcomes[k].text}});
-            }
-            self->step();
-        };
         if (call.arguments.is_discarded() || !call.arguments.is_object()) {
-            boost::asio::post(io_, [on_done, text = call.arguments_text] {
-                on_done(ToolOutcome{"error: the arguments are not a JSON object: " + text, true, 0});
+            // arguments_text was cut to max_echo_bytes in on_generation.
+            std::string why = call.arguments.is_discarded()
+                                  ? "error: the arguments are not valid JSON" +
+                                        (call.arguments_error.empty() ? "" : " (" + call.arguments_error + ")")
+                                  : std::string("error: the arguments are not a JSON object");
+            boost::asio::post(io_, [on_done, text = why + ": " + call.arguments_text] {
+                on_done(ToolOutcome{text, true, 0});
             });
             continue;
         }
         tools_.async_execute(call, options_.limits.tool_timeout, on_done);
     }
+}
+
+void AgentLoop::tool_done(const std::shared_ptr<ToolBatch>& batch, size_t i, ToolOutcome out) {
+    batch->outcomes[i] = std::move(out);
+    --batch->running;
+    LoopEvent ev{LoopEvent::Kind::ToolResult, batch->step};
+    ev.call = &batch->calls[i];
+    ev.outcome = &batch->outcomes[i];
+    sink_(ev);
+    if (--batch->pending == 0) return tools_finished(batch);
+    launch_tools(batch);
+}
+
+void AgentLoop::tools_finished(const std::shared_ptr<ToolBatch>& batch) {
+    for (size_t k = 0; k < batch->calls.size(); ++k) {
+        messages_.push_back(ojson{{"role", "tool"},
+                                  {"tool_call_id", batch->calls[k].id},
+                                  {"name", batch->calls[k].name},
+                                  {"content", batch->outcomes[k].text}});
+    }
+    step();
 }
 
 void AgentLoop::finish(StopReason reason, std::string error) {

@@ -37,6 +37,13 @@ struct LoopLimits {
     int max_tokens_per_step = 512;   // generated tokens per assistant message
     int max_total_tokens = 4096;     // generated tokens per user turn (all steps)
     std::chrono::milliseconds tool_timeout{30000};
+    // Tool calls of one assistant message: calls past the first max_tool_calls_per_message are not executed
+    // (each gets an error result saying so), and at most max_parallel_tools execute at once (the rest start
+    // in call order as slots free up). A model that emits a thousand calls must not start a thousand processes.
+    int max_tool_calls_per_message = 32;
+    int max_parallel_tools = 4;
+    // Malformed arguments and tool names are echoed into the history and error results cut to this size.
+    size_t max_echo_bytes = 4096;
 };
 
 struct LoopOptions {
@@ -95,7 +102,11 @@ public:
 private:
     void step();
     void on_generation(GenerationResult result);
+    struct ToolBatch;
     void run_tools(std::vector<ToolCall> calls);
+    void launch_tools(const std::shared_ptr<ToolBatch>& batch);
+    void tool_done(const std::shared_ptr<ToolBatch>& batch, size_t i, ToolOutcome out);
+    void tools_finished(const std::shared_ptr<ToolBatch>& batch);
     void finish(StopReason reason, std::string error = {});
 
     boost::asio::io_context& io_;

@@ -2,11 +2,14 @@
 // OpenAI-compatible endpoint. A backend generates one assistant message for a rendered conversation,
 // streaming events as it goes; callbacks are always invoked on the io_context the backend was made with.
 #pragma once
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -20,7 +23,18 @@ struct ToolCall {
     std::string name;
     ojson arguments;             // parsed arguments object
     std::string arguments_text;  // exactly as generated
+    std::string arguments_error; // why `arguments` is discarded (invalid JSON, nested too deep), when it is
 };
+
+// Text from a model or server echoed back (into the history, events, error messages) is cut to `max` bytes
+// with a marker, so a huge malformed tool call is not repeated in full on every later request. The cut backs
+// off to a UTF-8 character boundary: the history is dumped as JSON, which refuses a split character.
+inline std::string clip_for_echo(std::string_view s, size_t max = 4096) {
+    if (s.size() <= max) return std::string(s);
+    size_t cut = max;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    return std::string(s.substr(0, cut)) + "...[truncated: " + std::to_string(s.size()) + " bytes in all]";
+}
 
 enum class FinishReason { Stop, ToolCalls, Length, Cancelled, Error };
 const char* to_string(FinishReason r);
@@ -71,6 +85,17 @@ struct GenerationResult {
     FinishReason finish = FinishReason::Stop;
     std::string error;      // set when finish == Error
     TurnStats stats;
+};
+
+// Bounds on what a remote (OpenAI-compatible) server may send, so a hostile or broken one can neither exhaust
+// memory nor hold a run forever. The defaults are far above any real reply.
+struct RemoteOptions {
+    size_t max_line_bytes = size_t{8} << 20;       // one SSE line or event (one JSON chunk)
+    size_t max_content_bytes = size_t{16} << 20;   // one message: content + reasoning + tool names and arguments
+    size_t max_argument_bytes = size_t{4} << 20;   // arguments text of one tool call
+    size_t max_tool_calls = 1024;                  // tool-call slots per message (the loop executes fewer)
+    std::chrono::milliseconds connect_timeout{30000};  // resolve + connect
+    std::chrono::milliseconds idle_timeout{60000};     // no byte from the server for this long = failure
 };
 
 class Backend {

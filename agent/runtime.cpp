@@ -61,7 +61,8 @@ Runtime::~Runtime() = default;
 
 std::unique_ptr<Backend> Runtime::make_backend(bool thinking) {
     if (options_.backend == "openai")
-        return std::make_unique<OpenAIBackend>(io_, options_.base_url, options_.remote_model, options_.api_key);
+        return std::make_unique<OpenAIBackend>(io_, options_.base_url, options_.remote_model, options_.api_key,
+                                               options_.remote);
     std::optional<TemplateKind> override_kind;
     if (options_.template_override) override_kind = parse_template_name(*options_.template_override);
     TemplateKind kind = resolve_template(*options_.model_dir, override_kind);

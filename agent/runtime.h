@@ -35,6 +35,7 @@ struct RuntimeOptions {
     std::string base_url;                            // openai: e.g. http://127.0.0.1:8000/v1
     std::string remote_model;                        // openai: the served model name
     std::string api_key;                             // openai: bearer token (default: $OPENAI_API_KEY)
+    RemoteOptions remote;                            // openai: size caps and timeouts
     std::optional<std::string> template_override;    // instruct | thinking | hybrid
     int64_t max_context = 0;                         // tokens reserved per session (in-process);
                                                      // 0 = min(8192, the model's max_position_embeddings)

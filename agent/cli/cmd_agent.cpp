@@ -1,6 +1,7 @@
 // `qnext run TASK.json`: a scripted agent task, checked. `qnext chat`: interactive chat with tools.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,8 @@ struct BackendFlags {
     std::string api_key;
     std::string template_name;
     int64_t context = 0;
+    double remote_idle_timeout = 60;
+    double remote_connect_timeout = 30;
 
     void add(CLI::App* cmd) {
         cmd->add_option("--model", model, "model folder (default: the demo model in models/demo)");
@@ -41,6 +44,12 @@ struct BackendFlags {
         cmd->add_option("--base-url", base_url, "openai backend: server base URL, e.g. http://127.0.0.1:8000/v1");
         cmd->add_option("--remote-model", remote_model, "openai backend: model name to request");
         cmd->add_option("--api-key", api_key, "openai backend: bearer token (default: $OPENAI_API_KEY)");
+        cmd->add_option("--remote-idle-timeout", remote_idle_timeout,
+                        "openai backend: fail when the server sends nothing for this many seconds (default 60)")
+            ->check(CLI::Range(0.001, 86400.0));
+        cmd->add_option("--remote-connect-timeout", remote_connect_timeout,
+                        "openai backend: seconds allowed to connect to the server (default 30)")
+            ->check(CLI::Range(0.001, 86400.0));
         cmd->add_option("--template", template_name, "override the chat template: instruct|thinking|hybrid")
             ->check(CLI::IsMember({"instruct", "thinking", "hybrid"}));
         cmd->add_option("--context", context,
@@ -55,6 +64,9 @@ struct BackendFlags {
         o.base_url = base_url;
         o.remote_model = remote_model;
         o.api_key = api_key;
+        auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000 + 0.5)); };
+        o.remote.idle_timeout = ms(remote_idle_timeout);
+        o.remote.connect_timeout = ms(remote_connect_timeout);
         if (o.api_key.empty())
             if (const char* k = std::getenv("OPENAI_API_KEY")) o.api_key = k;
         if (!template_name.empty()) o.template_override = template_name;
@@ -70,6 +82,8 @@ struct RunFlags {
     bool json = false;
     std::string workspace;
     bool sandbox_none = false;
+    int max_tool_calls = 0;      // 0 = the loop's default
+    int max_parallel_tools = 0;  // 0 = the loop's default
     BackendFlags backend;
 };
 
@@ -103,6 +117,8 @@ int run_task(const RunFlags& f, bool quiet) {
     auto backend = runtime.make_backend(task.thinking);
     auto registry = make_registry(task, workspace, f.sandbox_none, !quiet && !f.json);
     agent::RegistryExecutor executor(*registry, io, task.builtin_tools.value_or(std::vector<std::string>{}));
+    if (f.max_tool_calls > 0) task.options.limits.max_tool_calls_per_message = f.max_tool_calls;
+    if (f.max_parallel_tools > 0) task.options.limits.max_parallel_tools = f.max_parallel_tools;
     auto loop = std::make_shared<agent::AgentLoop>(io, *backend, executor, task.options);
     if (!task.system.empty()) loop->messages().push_back(ojson{{"role", "system"}, {"content", task.system}});
 
@@ -162,6 +178,12 @@ void add_agent_commands(Context& ctx) {
     run->add_flag("--json", run_flags->json, "print one JSON event per line (JSONL)");
     run->add_option("--workspace", run_flags->workspace, "workspace directory (default: the task's, else a new temp dir)");
     run->add_flag("--sandbox-none", run_flags->sandbox_none, "run tools WITHOUT isolation (prints a warning)");
+    run->add_option("--max-tool-calls", run_flags->max_tool_calls,
+                    "tool calls executed per assistant message; the excess get an error result (default 32)")
+        ->check(CLI::Range(1, 100000));
+    run->add_option("--max-parallel-tools", run_flags->max_parallel_tools,
+                    "tool calls executing at once; the rest wait for a slot (default 4)")
+        ->check(CLI::Range(1, 1024));
     run_flags->backend.add(run);
     run->callback([run_flags, &ctx] {
         int code = run_task(*run_flags, ctx.quiet);

@@ -21,6 +21,8 @@ struct StubReply {
     std::vector<std::string> events;           // SSE data payloads ("[DONE]" is appended automatically)
     std::chrono::milliseconds delay{0};        // pause before each event
     std::string error_body;                    // body when status != 200
+    std::string json_body;                     // non-empty: answer 200 application/json with this body, no SSE
+    std::vector<std::string> raw;              // non-empty: write these bytes as they are (no framing, no [DONE])
 };
 
 class StubOpenAIServer {
@@ -67,6 +69,8 @@ public:
     static std::string call_args(int index, const std::string& fragment) {
         return delta({{"tool_calls", {{{"index", index}, {"function", {{"arguments", fragment}}}}}}});
     }
+    // `depth` nested arrays, as JSON text.
+    static std::string deep_array(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 private:
     void serve() {
@@ -94,8 +98,26 @@ private:
                 http::write(sock, res, ec);
                 continue;
             }
+            if (!reply.json_body.empty()) {
+                http::response<http::string_body> res{http::status::ok, 11};
+                res.set(http::field::content_type, "application/json");
+                res.body() = reply.json_body;
+                res.prepare_payload();
+                http::write(sock, res, ec);
+                sock.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+                continue;
+            }
             std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
             boost::asio::write(sock, boost::asio::buffer(head), ec);
+            if (!reply.raw.empty()) {
+                for (const auto& bytes : reply.raw) {
+                    if (ec) break;
+                    if (reply.delay.count()) std::this_thread::sleep_for(reply.delay);
+                    boost::asio::write(sock, boost::asio::buffer(bytes), ec);
+                }
+                sock.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+                continue;
+            }
             reply.events.push_back("[DONE]");
             for (const auto& e : reply.events) {
                 if (ec) break;

@@ -2,6 +2,7 @@
 // the real tool registry and sandbox: parallel calls, timeouts, crashes, truncation, HTTP errors, cancellation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -57,6 +58,8 @@ protected:
            "argv": ["/bin/sleep", "1"]},
           {"name": "hang", "description": "never returns", "parameters": {"type": "object", "properties": {}},
            "argv": ["/bin/sleep", "30"]},
+          {"name": "snooze", "description": "sleep 0.3 s", "parameters": {"type": "object", "properties": {}},
+           "argv": ["/bin/sleep", "0.3"]},
           {"name": "crash", "description": "dies of SIGSEGV", "parameters": {"type": "object", "properties": {}},
            "argv": ["/bin/sh", "-c", "kill -SEGV $$"]},
           {"name": "say", "description": "echo a word", "parameters": {"type": "object",
@@ -129,7 +132,7 @@ TEST_F(RemoteLoop, ParallelCallsRunConcurrently) {
     // The request carried the tools and the parallel flag.
     auto reqs = server.requests();
     ASSERT_EQ(reqs.size(), 2u);
-    EXPECT_EQ(reqs[0]["tools"].size(), 4u);
+    EXPECT_EQ(reqs[0]["tools"].size(), 5u);
     EXPECT_EQ(reqs[0]["stream"], true);
 }
 
@@ -231,6 +234,307 @@ TEST_F(RemoteLoop, CancellationStopsTheTurnAndTheSessionStaysUsable) {
     TurnOutcome next = run_turn(*loop, "again");
     EXPECT_EQ(next.stop, StopReason::FinalAnswer) << next.error;
     EXPECT_EQ(next.final_answer, "fine");
+}
+
+// --- A hostile server (security issue item 6): wrong types, huge or deep data, silence, no SSE. ---
+
+// Runs one turn against a server that sends `events`; returns the outcome and whether the TurnDone event came.
+struct HostileRun {
+    TurnOutcome out;
+    bool turn_done = false;
+    std::vector<ToolOutcome> results;
+    ojson history;
+    double secs = 0;
+};
+
+class HostileServer : public RemoteLoop {
+protected:
+    HostileRun run(StubOpenAIServer::Script script, RemoteOptions ro = {}, LoopOptions lo = {}) {
+        StubOpenAIServer server(std::move(script));
+        OpenAIBackend backend(io_, server.base_url(), "stub", "", ro);
+        RegistryExecutor exec(*registry_, io_);
+        auto loop = std::make_shared<AgentLoop>(io_, backend, exec, lo);
+        HostileRun r;
+        auto t0 = Clock::now();
+        r.out = run_turn(*loop, "go", nullptr, [&](const LoopEvent& ev) {
+            if (ev.kind == LoopEvent::Kind::TurnDone) r.turn_done = true;
+            if (ev.kind == LoopEvent::Kind::ToolResult) r.results.push_back(*ev.outcome);
+        });
+        r.secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        r.history = loop->messages();
+        return r;
+    }
+    HostileRun run_events(std::vector<std::string> events, RemoteOptions ro = {}) {
+        return run([events](const nlohmann::ordered_json&) {
+            StubReply r;
+            r.events = events;
+            return r;
+        }, ro);
+    }
+};
+
+TEST_F(HostileServer, WrongJsonTypesEndTheTurnWithAnErrorNamingTheField) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {R"({"choices":[{"delta":{"tool_calls":[{"index":"0","function":{"name":"say"}}]}}]})",
+         "tool_calls[0].index that is not a non-negative integer"},
+        {R"({"choices":[{"delta":{"tool_calls":["x"]}}]})", "tool_calls[0] that is not an object"},
+        {R"({"choices":[],"usage":{"prompt_tokens":"many"}})",
+         "usage.prompt_tokens that is not a non-negative integer"},
+        {R"({"choices":[{"delta":{"content":5}}]})", "choices[0].delta.content that is not a string"},
+        {R"({"choices":{"0":{}}})", "choices that is not an array"},
+        {R"({"choices":["x"]})", "choices[0] that is not an object"},
+        {R"({"choices":[{"delta":[]}]})", "choices[0].delta that is not an object"},
+        {R"({"choices":[{"delta":{"tool_calls":[{"index":0,"function":"say"}]}}]})",
+         "tool_calls[0].function that is not an object"},
+        {R"({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"say","arguments":{}}}]}}]})",
+         "tool_calls[0].function.arguments that is not a string"},
+        {R"({"choices":[{"delta":{},"finish_reason":7}]})", "finish_reason that is not a string"},
+        {R"({"choices":[{"delta":{"tool_calls":[{"index":-1}]}}]})", "index that is not a non-negative integer"},
+        {R"({"choices":[{"delta":{"tool_calls":[{"index":5000}]}}]})", "tool call index 5000"},
+        {R"([1, 2])", "the event stream that is not a JSON object"},
+    };
+    for (const auto& [event, expected] : cases) {
+        HostileRun r = run_events({StubOpenAIServer::text("partial "), event, StubOpenAIServer::finish("stop")});
+        EXPECT_EQ(r.out.stop, StopReason::Error) << event;
+        EXPECT_TRUE(r.turn_done) << event;
+        EXPECT_NE(r.out.error.find(expected), std::string::npos) << event << " -> " << r.out.error;
+    }
+}
+
+TEST_F(HostileServer, DeeplyNestedEventIsRejectedDuringTheParse) {
+    const std::string deep = StubOpenAIServer::deep_array(100000);
+    HostileRun r = run_events({R"({"choices":[],"junk":)" + deep + "}"});
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_NE(r.out.error.find("nests deeper than 256"), std::string::npos) << r.out.error.substr(0, 300);
+    EXPECT_LT(r.out.error.size(), 1000u);
+}
+
+TEST_F(HostileServer, DeeplyNestedArgumentsAreNotExecutedAndEchoedBounded) {
+    // The model is told why, and the history keeps a bounded echo (the deep value would overflow the stack of
+    // every later dump of the history).
+    HostileRun r = run(calls_then_answer({{"say", StubOpenAIServer::deep_array(100000)}}));
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error.substr(0, 300);
+    ASSERT_EQ(r.results.size(), 1u);
+    EXPECT_TRUE(r.results[0].is_error);
+    EXPECT_NE(r.results[0].text.find("nests deeper than 256"), std::string::npos) << r.results[0].text.substr(0, 300);
+    EXPECT_LT(r.results[0].text.size(), 4096u + 300u);
+    const ojson& args = r.history[1]["tool_calls"][0]["function"]["arguments"];
+    ASSERT_TRUE(args.is_string());
+    EXPECT_LT(args.get<std::string>().size(), 4096u + 100u);
+}
+
+TEST_F(HostileServer, HugeMalformedArgumentsAndNamesAreEchoedTruncated) {
+    const std::string junk = "{" + std::string(100000, 'x');
+    const std::string long_name(100000, 'n');
+    HostileRun r = run(calls_then_answer({{"say", junk}, {long_name, "{}"}}));
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error.substr(0, 300);
+    ASSERT_EQ(r.results.size(), 2u);
+    for (const ToolOutcome& o : r.results) {
+        EXPECT_TRUE(o.is_error);
+        EXPECT_LT(o.text.size(), 4096u + 300u);
+        EXPECT_NE(o.text.find("truncated: 100"), std::string::npos) << o.text.substr(0, 200);
+    }
+    const ojson& calls = r.history[1]["tool_calls"];
+    EXPECT_LT(calls[0]["function"]["arguments"].get<std::string>().size(), 4096u + 100u);
+    EXPECT_LT(calls[1]["function"]["name"].get<std::string>().size(), 4096u + 100u);
+    EXPECT_LT(r.history[3]["name"].get<std::string>().size(), 4096u + 100u);
+    EXPECT_LT(r.history.dump().size(), 30000u);
+}
+
+TEST(SseDecoder, LongLineIsDecodedInLinearTime) {
+    // A 40 MB line in 16 KiB reads: rescanning the whole buffer for a newline on every read was quadratic.
+    const size_t n = 40u << 20;
+    std::string line = "data: " + std::string(n, 'a') + "\n\n";
+    SseDecoder d(64u << 20);
+    size_t got = 0;
+    int events = 0;
+    auto t0 = Clock::now();
+    for (size_t off = 0; off < line.size(); off += 16384)
+        ASSERT_TRUE(d.feed(std::string_view(line).substr(off, 16384), [&](const std::string& s) {
+            got = s.size();
+            ++events;
+        })) << d.error();
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    EXPECT_EQ(events, 1);
+    EXPECT_EQ(got, n);
+    EXPECT_LT(secs, 3.0);
+}
+
+TEST(SseDecoder, LineOrEventOverTheCapStopsTheDecoder) {
+    SseDecoder d(1000);
+    auto none = [](const std::string&) { FAIL() << "no event expected"; };
+    EXPECT_TRUE(d.feed(std::string(900, 'a'), none));
+    EXPECT_FALSE(d.feed(std::string(200, 'a'), none));
+    EXPECT_NE(d.error().find("line of more than 1000 bytes"), std::string::npos) << d.error();
+    EXPECT_FALSE(d.feed("\n\n", none));  // stays stopped
+
+    SseDecoder e(1000);  // many short data lines of one event
+    std::string many;
+    for (int i = 0; i < 20; ++i) many += "data: " + std::string(90, 'b') + "\n";
+    EXPECT_FALSE(e.feed(many, none));
+    EXPECT_NE(e.error().find("event of more than 1000 bytes"), std::string::npos) << e.error();
+}
+
+TEST_F(HostileServer, OversizedLineFailsFastWithTheLimitNamed) {
+    HostileRun r = run([](const nlohmann::ordered_json&) {
+        StubReply s;
+        std::string big = "data: {\"choices\":[{\"delta\":{\"content\":\"" + std::string(40u << 20, 'a') + "\"}}]}\n\n";
+        s.raw = {big};
+        return s;
+    });
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_TRUE(r.turn_done);
+    EXPECT_NE(r.out.error.find("max_line_bytes"), std::string::npos) << r.out.error;
+    EXPECT_LT(r.secs, 3.0);
+}
+
+TEST_F(HostileServer, ContentAndArgumentSizesAreCapped) {
+    // 17 MiB of content in 256 KiB chunks: over the 16 MiB default.
+    std::vector<std::string> events;
+    for (int i = 0; i < 68; ++i) events.push_back(StubOpenAIServer::text(std::string(256 << 10, 'c')));
+    events.push_back(StubOpenAIServer::finish("stop"));
+    HostileRun r = run_events(events);
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_NE(r.out.error.find("max_content_bytes"), std::string::npos) << r.out.error;
+
+    // 5 MiB of arguments for one call: over the 4 MiB default.
+    events = {StubOpenAIServer::call_start(0, "c0", "say")};
+    for (int i = 0; i < 20; ++i) events.push_back(StubOpenAIServer::call_args(0, std::string(256 << 10, 'a')));
+    events.push_back(StubOpenAIServer::finish("tool_calls"));
+    r = run_events(events);
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_NE(r.out.error.find("max_argument_bytes"), std::string::npos) << r.out.error;
+    EXPECT_TRUE(r.results.empty());
+
+    // 20 calls of 1 MiB each: every call is under its own cap, the message is not.
+    events.clear();
+    for (int c = 0; c < 20; ++c) {
+        events.push_back(StubOpenAIServer::call_start(c, "c" + std::to_string(c), "say"));
+        for (int i = 0; i < 4; ++i) events.push_back(StubOpenAIServer::call_args(c, std::string(256 << 10, 'a')));
+    }
+    r = run_events(events);
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_NE(r.out.error.find("max_content_bytes"), std::string::npos) << r.out.error;
+}
+
+TEST_F(HostileServer, NonStreamingJsonReplyIsAccepted) {
+    HostileRun r = run([](const nlohmann::ordered_json& req) {
+        StubReply s;
+        if (req["messages"].back()["role"] == "tool") {
+            s.json_body = R"({"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant",
+              "content":"done: )" + req["messages"].back()["content"].get<std::string>() +
+                          R"("},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3}})";
+        } else {
+            s.json_body = R"({"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant",
+              "content":null,"reasoning_content":"think","tool_calls":[{"id":"c0","type":"function",
+              "function":{"name":"say","arguments":"{\"word\":\"hello\"}"}}]},"finish_reason":"tool_calls"}],
+              "usage":{"prompt_tokens":10,"completion_tokens":5}})";
+        }
+        return s;
+    });
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error;
+    EXPECT_EQ(r.out.final_answer, "done: hello");
+    EXPECT_EQ(r.out.generated_tokens, 8);
+    ASSERT_EQ(r.out.step_stats.size(), 2u);
+    EXPECT_EQ(r.out.step_stats[0].prompt_tokens, 10);
+    EXPECT_EQ(r.history[1]["reasoning_content"], "think");
+    EXPECT_EQ(r.history[1]["tool_calls"][0]["function"]["arguments"]["word"], "hello");
+
+    // A malformed JSON reply fails clearly instead of becoming an empty answer.
+    r = run([](const nlohmann::ordered_json&) {
+        StubReply s;
+        s.json_body = R"({"choices":[{"message":{"content":)";
+        return s;
+    });
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_NE(r.out.error.find("invalid JSON in the JSON reply"), std::string::npos) << r.out.error;
+}
+
+TEST_F(HostileServer, SilentServerTimesOut) {
+    RemoteOptions ro;
+    ro.idle_timeout = std::chrono::milliseconds(150);
+    HostileRun r = run([](const nlohmann::ordered_json&) {
+        StubReply s;
+        s.events = {StubOpenAIServer::text("late")};
+        s.delay = std::chrono::milliseconds(400);
+        return s;
+    }, ro);
+    EXPECT_EQ(r.out.stop, StopReason::Error);
+    EXPECT_TRUE(r.turn_done);
+    EXPECT_NE(r.out.error.find("sent nothing for 150 ms (idle timeout)"), std::string::npos) << r.out.error;
+    EXPECT_LT(r.secs, 0.6);
+}
+
+// --- Tool calls per message and at once (security issue item 7). ---
+
+TEST_F(HostileServer, ToolCallsPerMessageAreCapped) {
+    std::vector<std::pair<std::string, std::string>> calls(40, {"say", R"({"word": "w"})"});
+    LoopOptions lo;
+    ASSERT_EQ(lo.limits.max_tool_calls_per_message, 32);
+    HostileRun r = run(calls_then_answer(calls), {}, lo);
+    ASSERT_EQ(r.out.stop, StopReason::FinalAnswer) << r.out.error;
+    EXPECT_EQ(r.out.tools_called.size(), 32u);
+    ASSERT_EQ(r.results.size(), 40u);
+    int refused = 0;
+    for (const ToolOutcome& o : r.results)
+        if (o.is_error && o.text.find("max_tool_calls_per_message") != std::string::npos) ++refused;
+    EXPECT_EQ(refused, 8);
+    // Every call gets its tool message, in call order; the last 8 carry the refusal.
+    ASSERT_EQ(r.history.size(), 2u + 40u + 1u);
+    EXPECT_EQ(r.history[2 + 31]["content"], "w");
+    EXPECT_EQ(r.history[2 + 31]["tool_call_id"], "c31");
+    EXPECT_NE(r.history[2 + 32]["content"].get<std::string>().find("not executed"), std::string::npos);
+    EXPECT_EQ(r.history[2 + 39]["tool_call_id"], "c39");
+}
+
+TEST_F(HostileServer, ConcurrentToolCallsAreBoundedAndResultsStayInOrder) {
+    std::vector<std::pair<std::string, std::string>> calls(8, {"snooze", "{}"});
+    calls[5] = {"say", R"({"word": "five"})"};
+    LoopOptions lo;
+    ASSERT_EQ(lo.limits.max_parallel_tools, 4);
+    StubOpenAIServer server(calls_then_answer(calls));
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, lo);
+    int running = 0, most = 0;
+    TurnOutcome out = run_turn(*loop, "go", nullptr, [&](const LoopEvent& ev) {
+        if (ev.kind == LoopEvent::Kind::ToolCallStarted) most = std::max(most, ++running);
+        if (ev.kind == LoopEvent::Kind::ToolResult) --running;
+    });
+    ASSERT_EQ(out.stop, StopReason::FinalAnswer) << out.error;
+    EXPECT_EQ(most, 4);
+    EXPECT_EQ(out.tools_called.size(), 8u);
+    const ojson& m = loop->messages();
+    ASSERT_EQ(m.size(), 2u + 8u + 1u);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(m[2 + i]["tool_call_id"], "c" + std::to_string(i));
+    EXPECT_EQ(m[2 + 5]["content"], "five");
+}
+
+TEST_F(HostileServer, CancellingSkipsQueuedToolCalls) {
+    std::vector<std::pair<std::string, std::string>> calls(6, {"hang", "{}"});
+    LoopOptions lo;
+    lo.limits.max_parallel_tools = 2;
+    StubOpenAIServer server(calls_then_answer(calls));
+    OpenAIBackend backend(io_, server.base_url(), "stub");
+    RegistryExecutor exec(*registry_, io_);
+    auto loop = std::make_shared<AgentLoop>(io_, backend, exec, lo);
+    int started = 0;
+    std::vector<ToolOutcome> results;
+    boost::asio::steady_timer timer(io_);
+    auto t0 = Clock::now();
+    TurnOutcome out = run_turn(*loop, "go", nullptr, [&](const LoopEvent& ev) {
+        if (ev.kind == LoopEvent::Kind::ToolCallStarted && ++started == 2) {
+            timer.expires_after(std::chrono::milliseconds(200));
+            timer.async_wait([&](const boost::system::error_code&) { loop->cancel(); });
+        }
+        if (ev.kind == LoopEvent::Kind::ToolResult) results.push_back(*ev.outcome);
+    });
+    EXPECT_EQ(out.stop, StopReason::Cancelled);
+    EXPECT_EQ(started, 2);
+    ASSERT_EQ(results.size(), 6u);
+    auto skipped = [](const ToolOutcome& o) { return o.text.find("cancelled before it started") != std::string::npos; };
+    EXPECT_EQ(std::count_if(results.begin(), results.end(), skipped), 4);
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
 }
 
 }  // namespace

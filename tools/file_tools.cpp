@@ -119,7 +119,8 @@ ToolResult read_file(const Workspace& ws, const ojson& args, const FileToolLimit
     if (!start || !end) return fail(bad);
     const std::int64_t lo = *start;
     const std::int64_t hi = std::min(*end, n);
-    if (*end < lo) return fail("end_line " + std::to_string(*end) + " is before start_line " + std::to_string(lo));
+    if (args.contains("end_line") && *end < lo)
+        return fail("end_line " + std::to_string(*end) + " is before start_line " + std::to_string(lo));
     if (lo > n && lo > 1)
         return fail("start_line " + std::to_string(lo) + " is past the end of " + path + " (" + std::to_string(n) +
                     " lines)");

@@ -212,13 +212,17 @@ InProcessBackend::~InProcessBackend() {
     engine_.close_sequence(seq_);
 }
 
-std::string InProcessBackend::render(const GenerationRequest& req, bool add_generation_prompt) const {
+RenderedChat InProcessBackend::render(const GenerationRequest& req, bool add_generation_prompt) const {
     ojson r = ojson::object();
     r["messages"] = req.messages;
     if (!req.tools.empty()) r["tools"] = req.tools;
     r["add_generation_prompt"] = add_generation_prompt;
     r["enable_thinking"] = req.thinking;
-    return render_chat(options_.template_kind, r);
+    return render_chat_spans(options_.template_kind, r);
+}
+
+std::vector<int32_t> InProcessBackend::prompt_ids(const GenerationRequest& req, bool add_generation_prompt) const {
+    return encode_chat(tok_, render(req, add_generation_prompt));
 }
 
 constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) {
@@ -262,8 +266,9 @@ void InProcessBackend::async_generate(const GenerationRequest& req, EventHandler
     std::vector<int32_t> prompt, history;
     std::optional<constrain::Grammar> grammar;
     try {
-        prompt = tok_.encode(render(req, true));
-        history = tok_.encode(render(req, false));
+        // Only the template's markup becomes control tokens: "<|im_start|>" in a tool result is text.
+        prompt = prompt_ids(req, true);
+        history = prompt_ids(req, false);
         // 2. The output structure for this request.
         grammar = grammar_for(req);
     } catch (const std::exception& e) {

@@ -22,7 +22,7 @@
 
 #include "agent/backend.h"
 #include "agent/constrain/grammar.h"
-#include "model/chat_template.h"
+#include "model/chat_encode.h"
 #include "model/engine.h"
 #include "model/tokenizer.h"
 
@@ -59,7 +59,10 @@ public:
     void set_reuse(bool on) { reuse_ = on; }
 
     // The prompt text this backend renders for a request (exposed for tests and `--dump-prompt`).
-    std::string render(const GenerationRequest& request, bool add_generation_prompt) const;
+    RenderedChat render(const GenerationRequest& request, bool add_generation_prompt) const;
+    // The token ids generation feeds for that prompt: only the template's markup becomes control tokens;
+    // message contents, tool results, schemas and call arguments are encoded as plain text.
+    std::vector<int32_t> prompt_ids(const GenerationRequest& request, bool add_generation_prompt) const;
 
     struct Checkpoint {
         int64_t pos = 0;

@@ -95,7 +95,7 @@ public:
         msgs_ = m;
     }
 
-    std::string run() {
+    RenderedChat run() {
         system_and_tools();
         if (kind_ != TemplateKind::Instruct) find_last_query();
         for (size_t i = 0; i < n(); ++i) message(i);
@@ -107,10 +107,19 @@ public:
                 if (et && et->is_boolean() && !et->get<bool>()) out_ += "<think>\n\n</think>\n\n";
             }
         }
-        return std::move(out_);
+        return {std::move(out_), std::move(spans_)};
     }
 
 private:
+    // Appends text that comes from the request (message contents, reasoning, tool schemas, call names
+    // and arguments) rather than from the template, and records where it is.
+    void text(const std::string& s) {
+        if (s.empty()) return;
+        if (!spans_.empty() && spans_.back().end == out_.size()) spans_.back().end += s.size();
+        else spans_.push_back({out_.size(), out_.size() + s.size()});
+        out_ += s;
+    }
+
     size_t n() const { return msgs_->size(); }
     const json* msg(size_t i) const { return &(*msgs_)[i]; }
     std::string where(size_t i, const char* field) const {
@@ -128,13 +137,21 @@ private:
         const json* tools = attr(&req_, "tools");
         if (truthy(tools)) {
             out_ += "<|im_start|>system\n";
-            if (system_first) out_ += str_operand(attr(first, "content"), where(0, "content")) + "\n\n";
+            if (system_first) {
+                text(str_operand(attr(first, "content"), where(0, "content")));
+                out_ += "\n\n";
+            }
             out_ += kToolsHeader;
             if (!tools->is_array()) fail("\"tools\" must be an array");
-            for (const auto& tool : *tools) out_ += "\n" + py_json_dumps(tool);
+            for (const auto& tool : *tools) {
+                out_ += "\n";
+                text(py_json_dumps(tool));
+            }
             out_ += kToolsFooter;
         } else if (system_first) {
-            out_ += "<|im_start|>system\n" + str_operand(attr(first, "content"), where(0, "content")) + "<|im_end|>\n";
+            out_ += "<|im_start|>system\n";
+            text(str_operand(attr(first, "content"), where(0, "content")));
+            out_ += "<|im_end|>\n";
         }
     }
 
@@ -159,13 +176,15 @@ private:
         const bool hybrid = kind_ == TemplateKind::Hybrid;
         if (equals(role, "user") || (equals(role, "system") && i > 0)) {
             const std::string content = hybrid ? str_operand(attr(m, "content"), where(i, "content")) : content_var(i);
-            out_ += "<|im_start|>" + role->get<std::string>() + "\n" + content + "<|im_end|>\n";
+            out_ += "<|im_start|>" + role->get<std::string>() + "\n";   // "user" or "system"
+            text(content);
+            out_ += "<|im_end|>\n";
         } else if (equals(role, "assistant")) {
             assistant(i);
         } else if (equals(role, "tool")) {
             if (i == 0 || !equals(attr(msg(i - 1), "role"), "tool")) out_ += "<|im_start|>user";
             out_ += "\n<tool_response>\n";
-            out_ += hybrid ? print(attr(m, "content"), where(i, "content")) : content_var(i);
+            text(hybrid ? print(attr(m, "content"), where(i, "content")) : content_var(i));
             out_ += "\n</tool_response>";
             if (i + 1 == n() || !equals(attr(msg(i + 1), "role"), "tool")) out_ += "<|im_end|>\n";
         }
@@ -176,7 +195,8 @@ private:
         std::string content;
         if (kind_ == TemplateKind::Instruct) {
             content = content_var(i);
-            out_ += "<|im_start|>assistant\n" + content;
+            out_ += "<|im_start|>assistant\n";
+            text(content);
         } else {
             const json* raw_content = attr(m, "content");
             // HF apply_chat_template aliases reasoning: the first non-null of reasoning_content,
@@ -206,10 +226,13 @@ private:
             if (static_cast<long>(i) > last_query_ && (last || truthy(reasoning))) {
                 if (!reasoning->is_string())
                     fail(where(i, "reasoning_content") + " must be a string (the template calls .strip on it)");
-                out_ += "<|im_start|>assistant\n<think>\n" + strip_nl(reasoning_text) + "\n</think>\n\n" +
-                        lstrip_nl(content);
+                out_ += "<|im_start|>assistant\n<think>\n";
+                text(strip_nl(reasoning_text));
+                out_ += "\n</think>\n\n";
+                text(lstrip_nl(content));
             } else {
-                out_ += "<|im_start|>assistant\n" + content;
+                out_ += "<|im_start|>assistant\n";
+                text(content);
             }
         }
         tool_calls(i, content);
@@ -226,11 +249,11 @@ private:
             const std::string at = where(i, "tool_calls") + "[" + std::to_string(k) + "]";
             if (const json* fn = attr(call, "function"); truthy(fn)) call = fn;
             out_ += "<tool_call>\n{\"name\": \"";
-            out_ += print(attr(call, "name"), at + ".name");
+            text(print(attr(call, "name"), at + ".name"));
             out_ += "\", \"arguments\": ";
             const json* args = attr(call, "arguments");
             if (!args) fail(at + " has no \"arguments\" (tojson of an undefined value fails in jinja2)");
-            out_ += args->is_string() ? args->get<std::string>() : py_json_dumps(*args);
+            text(args->is_string() ? args->get<std::string>() : py_json_dumps(*args));
             out_ += "}\n</tool_call>";
         }
     }
@@ -240,12 +263,17 @@ private:
     const json* msgs_ = nullptr;
     long last_query_ = -1;
     std::string out_;
+    std::vector<TextSpan> spans_;
 };
 
 }  // namespace
 
-std::string render_chat(TemplateKind kind, const nlohmann::ordered_json& request) {
+RenderedChat render_chat_spans(TemplateKind kind, const nlohmann::ordered_json& request) {
     return Renderer(kind, request).run();
+}
+
+std::string render_chat(TemplateKind kind, const nlohmann::ordered_json& request) {
+    return Renderer(kind, request).run().text;
 }
 
 }  // namespace qnext

@@ -19,8 +19,11 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "model/text_span.h"
 
 namespace qnext {
 
@@ -31,6 +34,17 @@ struct TemplateError : std::runtime_error {
 };
 
 std::string render_chat(TemplateKind kind, const nlohmann::ordered_json& request);
+
+// The same prompt text plus where in it the request's own strings landed: every message content
+// (system, user, assistant, tool), reasoning, tool schema (tojson), tool-call name and arguments.
+// Everything outside `content` is the template's markup. Spans are sorted, disjoint and non-empty;
+// adjacent ones are merged. encode_chat (model/chat_encode.h) uses them so that only the markup can
+// produce control tokens.
+struct RenderedChat {
+    std::string text;
+    std::vector<TextSpan> content;
+};
+RenderedChat render_chat_spans(TemplateKind kind, const nlohmann::ordered_json& request);
 
 // "instruct" | "thinking" | "hybrid" <-> TemplateKind (parse throws on anything else).
 std::string_view template_name(TemplateKind kind);

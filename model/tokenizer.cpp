@@ -96,14 +96,29 @@ void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& 
 // HF AddedVocabulary::extract_and_normalize: stage one splits the raw text on normalized=false
 // added tokens; each remaining piece is normalized and split on normalized=true tokens (stage two);
 // what remains goes through pre-tokenization and BPE.
+// With `plain` spans (stage one only), a match that overlaps a span is skipped as if it were not an
+// added token, lstrip/rstrip never reach into a span, and pieces that overlap a span are not searched
+// for normalized=true tokens (their offsets move under NFC).
 void Tokenizer::Impl::encode_segments(std::string_view text, const AddedMatcher& matcher, bool allow_special,
-                                      bool stage_one, std::vector<int32_t>& out) const {
+                                      bool stage_one, std::vector<int32_t>& out,
+                                      std::span<const TextSpan> plain) const {
+    // The first span that ends after `at`.
+    auto span_after = [&](size_t at) {
+        return std::upper_bound(plain.begin(), plain.end(), at,
+                                [](size_t v, const TextSpan& sp) { return v < sp.end; });
+    };
+    auto overlaps_plain = [&](size_t b, size_t e) {
+        const auto it = span_after(b);
+        return it != plain.end() && it->begin < e;
+    };
     auto rest = [&](std::string_view piece) {
         if (piece.empty()) return;
         if (!stage_one) {
             encode_plain(piece, out);
             return;
         }
+        const size_t off = static_cast<size_t>(piece.data() - text.data());
+        const bool use_normalized = !normalized_matcher.empty() && !overlaps_plain(off, off + piece.size());
         if (nfc) {
             // Code points below U+0300 are NFC-stable and cannot compose with each other.
             const bool trivial = std::all_of(piece.begin(), piece.end(), [](char c) {
@@ -111,12 +126,12 @@ void Tokenizer::Impl::encode_segments(std::string_view text, const AddedMatcher&
             });
             if (!trivial) {
                 const std::string normalized = qnext::nfc(piece);
-                if (normalized_matcher.empty()) encode_plain(normalized, out);
+                if (!use_normalized) encode_plain(normalized, out);
                 else encode_segments(normalized, normalized_matcher, allow_special, false, out);
                 return;
             }
         }
-        if (normalized_matcher.empty()) encode_plain(piece, out);
+        if (!use_normalized) encode_plain(piece, out);
         else encode_segments(piece, normalized_matcher, allow_special, false, out);
     };
     size_t start = 0;   // end of the previous match
@@ -125,13 +140,19 @@ void Tokenizer::Impl::encode_segments(std::string_view text, const AddedMatcher&
     while (const AddedToken* t = matcher.find(text, pos, b, e)) {
         pos = e;
         if (t->special && !allow_special) continue;   // HF encode_special_tokens: skip the match
+        if (overlaps_plain(b, e)) {   // request text spelling a token: plain text; markup may start inside
+            pos = b + 1;
+            continue;
+        }
         if (t->single_word) {
             const bool start_ok = b == 0 || !is_word_char_at(text, utf8_char_start(text, b));
             const bool stop_ok = e == text.size() || !is_word_char_at(text, e);
             if (!(start_ok && stop_ok)) continue;
         }
         if (t->lstrip) {
-            while (b > start) {
+            const auto before = span_after(b);   // spans end at or before b from here back
+            const size_t floor = std::max(start, before == plain.begin() ? size_t{0} : std::prev(before)->end);
+            while (b > floor) {
                 const size_t cb = utf8_char_start(text, b);
                 size_t len = 0;
                 if (!is_whitespace_at(text, cb, len)) break;
@@ -140,7 +161,9 @@ void Tokenizer::Impl::encode_segments(std::string_view text, const AddedMatcher&
         }
         if (t->rstrip) {
             size_t len = 0;
-            while (e < text.size() && is_whitespace_at(text, e, len)) e += len;
+            const auto next = span_after(e);
+            const size_t ceil = next == plain.end() ? text.size() : std::max(e, next->begin);
+            while (e < ceil && is_whitespace_at(text, e, len)) e += len;
             pos = e;
         }
         rest(text.substr(start, b - start));
@@ -159,6 +182,37 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
         text = sanitized;
     }
     impl_->encode_segments(text, impl_->raw_matcher, allow_special, true, out);
+    return out;
+}
+
+std::vector<int32_t> Tokenizer::encode_with_plain_spans(std::string_view text, std::span<const TextSpan> plain) const {
+    size_t prev = 0;
+    for (const TextSpan& sp : plain) {
+        if (sp.begin < prev || sp.end < sp.begin || sp.end > text.size())
+            throw std::invalid_argument("Tokenizer::encode_with_plain_spans: spans must be sorted, disjoint ranges "
+                                        "inside the " + std::to_string(text.size()) + "-byte text (got [" +
+                                        std::to_string(sp.begin) + ", " + std::to_string(sp.end) + "))");
+        prev = sp.end;
+    }
+    std::vector<int32_t> out;
+    out.reserve(text.size() / 3 + 4);
+    if (utf8_valid(text)) {
+        impl_->encode_segments(text, impl_->raw_matcher, true, true, out, plain);
+        return out;
+    }
+    // Sanitize piece by piece so the spans keep covering what they covered.
+    std::string sanitized;
+    std::vector<TextSpan> moved;
+    size_t at = 0;
+    for (const TextSpan& sp : plain) {
+        sanitized += utf8_sanitize(text.substr(at, sp.begin - at));
+        const size_t b = sanitized.size();
+        sanitized += utf8_sanitize(text.substr(sp.begin, sp.end - sp.begin));
+        moved.push_back({b, sanitized.size()});
+        at = sp.end;
+    }
+    sanitized += utf8_sanitize(text.substr(at));
+    impl_->encode_segments(sanitized, impl_->raw_matcher, true, true, out, moved);
     return out;
 }
 

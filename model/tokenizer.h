@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "model/text_span.h"
+
 namespace qnext {
 
 class GgufFile;
@@ -40,6 +42,14 @@ public:
 
     // Text (UTF-8 bytes; invalid sequences tolerated, see above) -> token ids.
     std::vector<int32_t> encode(std::string_view text, bool allow_special = true) const;
+
+    // encode(text), except that no added token (special or not) is recognised where it would overlap
+    // one of the `plain` spans: text there is ordinary text (NFC, pre-tokenizer, BPE) even when it
+    // spells <|im_start|> or <tool_call>. Pieces run across span edges exactly as in encode(), so when
+    // the spans hold no added-token text the ids equal encode(text). Spans: sorted, disjoint byte
+    // ranges of `text` (std::invalid_argument otherwise). This is how a chat prompt is encoded
+    // (model/chat_encode.h): the request's strings can never become control tokens.
+    std::vector<int32_t> encode_with_plain_spans(std::string_view text, std::span<const TextSpan> plain) const;
 
     // Token ids -> text. Byte-level tokens are joined and decoded as UTF-8 with invalid sequences
     // replaced by U+FFFD (HF ByteLevel decoder semantics). skip_special drops special=true tokens.

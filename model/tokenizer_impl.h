@@ -60,8 +60,9 @@ struct Tokenizer::Impl {
     void encode_plain(std::string_view text, std::vector<int32_t>& out) const;
     // Splits `text` by `matcher` and encodes the pieces; with stage_one the pieces between matches
     // are NFC-normalized and split again by the normalized=true tokens (see tokenizer.cpp).
+    // `plain`: sorted, disjoint byte ranges of `text` where no added token may match (stage one only).
     void encode_segments(std::string_view text, const AddedMatcher& matcher, bool allow_special,
-                         bool stage_one, std::vector<int32_t>& out) const;
+                         bool stage_one, std::vector<int32_t>& out, std::span<const TextSpan> plain = {}) const;
 };
 
 namespace text {

@@ -25,7 +25,7 @@
 #include "agent/runtime.h"
 #include "agent/constrain/constrain.h"
 #include "kernels/backend.h"
-#include "model/chat_template.h"
+#include "model/chat_encode.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/forward_bench.h"
@@ -161,10 +161,11 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
             nlohmann::ordered_json req = {{"messages", {{{"role", "user"}, {"content", a.prompt}}}},
                                           {"add_generation_prompt", true}};
             if (!tools.is_null()) req["tools"] = tools;
-            text = render_chat(k, req);
+            prompt = encode_chat(*tok, k, req);   // the prompt's text is data, not markup
             thinking = k == TemplateKind::Thinking;
+        } else {
+            prompt = tok->encode(text);
         }
-        prompt = tok->encode(text);
     } else {
         prompt = read_ids_file(a.ids);
     }

@@ -18,7 +18,7 @@
 
 #include "agent/cli/commands.h"
 #include "common/json_limits.h"
-#include "model/chat_template.h"
+#include "model/chat_encode.h"
 #include "model/tokenizer.h"
 
 namespace qnext::cli {
@@ -77,6 +77,7 @@ struct TextOptions {
     bool jsonl = false;
     bool no_special = false;
     bool skip_special = false;
+    bool ids = false;
 };
 
 void run_tokenize(const TextOptions& o) {
@@ -115,16 +116,25 @@ void run_render(const TextOptions& o) {
     if (!o.template_name.empty()) override_kind = parse_template_name(o.template_name);
     if (o.tokenizer.empty() && !override_kind)
         throw std::runtime_error("render needs --tokenizer DIR (to detect the chat template) or --template instruct|thinking|hybrid");
+    if (o.ids && o.tokenizer.empty()) throw std::runtime_error("render --ids needs --tokenizer DIR|F.gguf");
     const TemplateKind kind = o.tokenizer.empty() ? *override_kind : resolve_template(o.tokenizer, override_kind);
+    std::optional<Tokenizer> tok;
+    if (o.ids) tok = Tokenizer::load(o.tokenizer);
+    // The prompt text, or with --ids its token ids (the request's strings encoded as plain text).
+    auto one = [&](const ordered_json& req) -> nlohmann::json {
+        if (tok) return encode_chat(*tok, kind, req);
+        return render_chat(kind, req);
+    };
     if (!o.jsonl) {
-        write_stdout(render_chat(kind, parse_json<ordered_json>(read_stdin(), "stdin")));
+        const auto j = one(parse_json<ordered_json>(read_stdin(), "stdin"));
+        write_stdout(j.is_string() ? j.get<std::string>() : j.dump() + "\n");
         return;
     }
     std::string out;
     for_each_line([&](const std::string& line, size_t n) {
         const std::string what = "stdin line " + std::to_string(n);
         try {
-            out += nlohmann::json(render_chat(kind, parse_json<ordered_json>(line, what))).dump();
+            out += one(parse_json<ordered_json>(line, what)).dump();
         } catch (const TemplateError& e) {
             throw std::runtime_error(what + ": " + e.what());
         }
@@ -202,6 +212,9 @@ void add_text_commands(Context& ctx) {
     rd->add_option("--template", opts->template_name, "override the detected template")
         ->check(CLI::IsMember({"instruct", "thinking", "hybrid"}));
     rd->add_flag("--jsonl", opts->jsonl, "one request per stdin line; one JSON-encoded prompt per output line");
+    rd->add_flag("--ids", opts->ids,
+                 "print the prompt's token ids (a JSON array) instead of its text: only the template's markup "
+                 "becomes special tokens, message contents and tool text are encoded as plain text");
     rd->callback([opts] { run_render(*opts); });
 
     if (ctx.bench) {

@@ -1,0 +1,37 @@
+// GGML block quantization formats (the weight types of llama.cpp GGUF files) and their reference
+// dequantizers. Type ids are GGML's (gguf `ggml_type`). Blocks are read byte by byte (little endian),
+// so the code is independent of host alignment and endianness. Bit-exact with gguf-py's numpy
+// reference (tests/reference/make_quant_golden.py).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace qnext::kern {
+
+enum class QType : uint32_t {
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
+    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30,
+};
+
+struct QTypeInfo {
+    QType type;
+    std::string_view name;   // as llama.cpp prints it: "q4_K", "q8_0", "bf16"
+    int64_t block_elems;     // values per block
+    int64_t block_bytes;     // bytes per block
+};
+
+// The formats qnext can dequantize; nullopt for any other GGML id (IQ*, TQ*, MXFP4, ...).
+std::optional<QTypeInfo> qtype_info(uint32_t ggml_type);
+
+// Bytes of a row of `n` values; throws std::invalid_argument when n is not a multiple of the block size.
+size_t qtype_row_bytes(QType type, int64_t n);
+
+namespace ref {
+// Dequantizes `n` values (a multiple of the block size; std::invalid_argument otherwise) from the
+// blocks at `src` into `dst`.
+void dequantize_row(QType type, const void* src, float* dst, int64_t n);
+}  // namespace ref
+
+}  // namespace qnext::kern

@@ -74,8 +74,8 @@ int run_agent_bench(const AgentBenchOptions& o) {
     auto fresh = runtime.make_backend(false);
     dynamic_cast<InProcessBackend&>(*full).set_reuse(false);
     auto& fresh_b = dynamic_cast<InProcessBackend&>(*fresh);
-    const Tokenizer tok = Tokenizer::load(*runtime.options().model_dir);
-    const Qwen3NextConfig cfg = load_config(*runtime.options().model_dir / "config.json");
+    const Tokenizer tok = Tokenizer::load(*runtime.options().model_dir);   // a folder or a GGUF file
+    const Qwen3NextConfig cfg = runtime.model_config();
     const ModelInfo info = compute_model_info(cfg);
 
     std::printf("# qnext bench agent: %s\n", runtime.describe().c_str());

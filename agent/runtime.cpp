@@ -45,12 +45,14 @@ Runtime::Runtime(boost::asio::io_context& io, RuntimeOptions options) : io_(io),
     }
     if (options_.backend != "inprocess") throw std::runtime_error("unknown backend '" + options_.backend + "'");
     fs::path dir = options_.model_dir.value_or(default_model_dir());
-    if (!fs::exists(dir / "config.json"))
-        throw std::runtime_error("model folder " + dir.string() + " has no config.json (pass --model DIR)");
+    if (!is_model_path(dir))
+        throw std::runtime_error("model " + dir.string() +
+                                 " is neither a folder with config.json nor a GGUF file (pass --model DIR|FILE.gguf)");
     options_.model_dir = dir;
     folder_ = std::make_unique<ModelFolder>(load_model_folder(dir, !options_.quiet && isatty(STDERR_FILENO)));
-    if (!folder_->has_tokenizer()) throw std::runtime_error("model folder " + dir.string() + " has no tokenizer.json");
-    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(dir));
+    if (!folder_->has_tokenizer())
+        throw std::runtime_error("model " + dir.string() + " has no tokenizer (tokenizer.json / tokenizer.ggml.*)");
+    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(folder_->tokenizer_path()));
     if (options_.max_context <= 0)
         options_.max_context = std::min<int64_t>(8192, folder_->config.max_position_embeddings);
     model_ = std::make_unique<Qwen3NextModel>(*folder_);
@@ -58,6 +60,11 @@ Runtime::Runtime(boost::asio::io_context& io, RuntimeOptions options) : io_(io),
 }
 
 Runtime::~Runtime() = default;
+
+const Qwen3NextConfig& Runtime::model_config() const {
+    if (!folder_) throw std::runtime_error("the " + options_.backend + " backend has no local model config");
+    return folder_->config;
+}
 
 std::unique_ptr<Backend> Runtime::make_backend(bool thinking) {
     if (options_.backend == "openai")

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "agent/backend.h"
+#include "model/config.h"
 
 namespace qnext {
 class Engine;
@@ -50,6 +51,7 @@ public:
     // A backend for one session. `thinking` selects the Thinking template (or enable_thinking for hybrid).
     std::unique_ptr<Backend> make_backend(bool thinking);
     const RuntimeOptions& options() const { return options_; }
+    const Qwen3NextConfig& model_config() const;  // in-process backend only
     std::string describe() const;  // one line: model dir / endpoint, template, context
 
 private:

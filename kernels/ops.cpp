@@ -43,6 +43,19 @@ void weight(const char* op, const char* name, const Tensor& t, int rank) {
     need(t.rank == rank, op, std::string(name) + " must have rank " + std::to_string(rank) + ", got " + t.str());
     need(t.contiguous(), op, std::string(name) + " must be contiguous, got " + t.str());
 }
+// A weight matrix [N, K] (or [N, K] rows of a table): float storage or a GGML block format whose rows are
+// whole blocks, contiguous.
+void matrix(const char* op, const char* name, const Tensor& t) {
+    need(t.data != nullptr, op, std::string(name) + " has no data");
+    need(is_float_storage(t.dtype) || is_quantized(t.dtype), op,
+         std::string(name) + " must be f32/bf16/f16 or a block-quantized type, got " + t.str());
+    need(t.device == Device::CPU, op, std::string(name) + " must be on the CPU, got " + t.str());
+    need(t.rank == 2, op, std::string(name) + " must have rank 2, got " + t.str());
+    need(t.contiguous(), op, std::string(name) + " must be contiguous, got " + t.str());
+    need(t.dim(1) % dtype_block_elems(t.dtype) == 0, op,
+         std::string(name) + " rows of " + std::to_string(t.dim(1)) + " are not whole " + dtype_name(t.dtype) +
+             " blocks of " + std::to_string(dtype_block_elems(t.dtype)));
+}
 void same_shape(const char* op, const char* an, const Tensor& a, const char* bn, const Tensor& b) {
     bool ok = a.rank == b.rank;
     for (int d = 0; ok && d < a.rank; ++d) ok = a.shape[d] == b.shape[d];
@@ -65,7 +78,7 @@ void no_alias(const char* op, const char* an, const Tensor& a, const char* bn, c
 
 void embed_rows(const Tensor& table, std::span<const int32_t> ids, const Tensor& out) {
     const char* op = "embed_rows";
-    weight(op, "table", table, 2);
+    matrix(op, "table", table);
     act(op, "out", out, 2);
     dims(op, "out", out, {static_cast<int64_t>(ids.size()), table.dim(1)});
     for (size_t t = 0; t < ids.size(); ++t)
@@ -131,7 +144,7 @@ void rope_neox(const Tensor& x, std::span<const int64_t> positions, int64_t rot_
 void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
     const char* op = "matmul";
     act(op, "x", x, 2);
-    weight(op, "w", w, 2);
+    matrix(op, "w", w);
     act(op, "y", y, 2);
     need(x.dim(1) == w.dim(1), op, "x " + x.str() + " and w " + w.str() + " disagree on K");
     dims(op, "y", y, {x.dim(0), w.dim(0)});
@@ -210,7 +223,7 @@ void conv1d_causal(const Tensor& x, const Tensor& w_in, const Tensor& state, con
     ref::conv1d_causal(x, w, state, out, apply_silu);
 }
 
-void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias,
+void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A, const Tensor& dt_bias,
                const Tensor& g, const Tensor& beta) {
     const char* op = "gdn_gates";
     act(op, "a", a, 2);
@@ -220,11 +233,11 @@ void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tens
     same_shape(op, "a", a, "b", b);
     same_shape(op, "a", a, "g", g);
     same_shape(op, "a", a, "beta", beta);
-    weight(op, "A_log", A_log, 1);
+    weight(op, "A", A, 1);
     weight(op, "dt_bias", dt_bias, 1);
-    dims(op, "A_log", A_log, {a.dim(1)});
+    dims(op, "A", A, {a.dim(1)});
     dims(op, "dt_bias", dt_bias, {a.dim(1)});
-    ref::gdn_gates(a, b, A_log, dt_bias, g, beta);
+    ref::gdn_gates(a, b, A, dt_bias, g, beta);
 }
 
 namespace {
@@ -315,9 +328,9 @@ void check_ffn(const char* op, const Tensor& x, const FfnWeights& w, const Tenso
     act(op, "out", out, 2);
     same_shape(op, "x", x, "out", out);
     no_alias(op, "out", out, "x", x);
-    weight(op, "gate", w.gate, 2);
-    weight(op, "up", w.up, 2);
-    weight(op, "down", w.down, 2);
+    matrix(op, "gate", w.gate);
+    matrix(op, "up", w.up);
+    matrix(op, "down", w.down);
     const int64_t D = x.dim(1), F = w.gate.dim(0);
     dims(op, "gate", w.gate, {F, D});
     dims(op, "up", w.up, {F, D});
@@ -336,6 +349,9 @@ void moe_experts(const Tensor& x, std::span<const FfnWeights> experts, const Ten
     need(!experts.empty(), op, "no experts");
     check_ffn(op, x, experts[0], out);
     for (size_t e = 1; e < experts.size(); ++e) {
+        matrix(op, "expert gate", experts[e].gate);
+        matrix(op, "expert up", experts[e].up);
+        matrix(op, "expert down", experts[e].down);
         dims(op, "expert gate", experts[e].gate, {experts[0].gate.dim(0), x.dim(1)});
         dims(op, "expert up", experts[e].up, {experts[0].gate.dim(0), x.dim(1)});
         dims(op, "expert down", experts[e].down, {x.dim(1), experts[0].gate.dim(0)});
@@ -357,7 +373,7 @@ void moe_experts(const Tensor& x, std::span<const FfnWeights> experts, const Ten
 void shared_expert(const Tensor& x, const FfnWeights& w, const Tensor& gate_w, const Tensor& out, bool accumulate) {
     const char* op = "shared_expert";
     check_ffn(op, x, w, out);
-    weight(op, "gate_w", gate_w, 2);
+    matrix(op, "gate_w", gate_w);
     dims(op, "gate_w", gate_w, {1, x.dim(1)});
     fast() ? cpu::shared_expert(x, w, gate_w, out, accumulate) : ref::shared_expert(x, w, gate_w, out, accumulate);
 }
@@ -365,7 +381,7 @@ void shared_expert(const Tensor& x, const FfnWeights& w, const Tensor& gate_w, c
 void moe_block(const Tensor& x, const MoeBlockWeights& w, const Tensor& out) {
     const char* op = "moe_block";
     act(op, "x", x, 2);
-    weight(op, "router", w.router, 2);
+    matrix(op, "router", w.router);
     need(w.router.dim(1) == x.dim(1), op, "router " + w.router.str() + " does not match x " + x.str());
     need(static_cast<int64_t>(w.experts.size()) == w.router.dim(0), op,
          "router has " + std::to_string(w.router.dim(0)) + " rows but " + std::to_string(w.experts.size()) + " experts given");
@@ -374,13 +390,16 @@ void moe_block(const Tensor& x, const MoeBlockWeights& w, const Tensor& out) {
     need(!w.experts.empty(), op, "no experts");
     check_ffn(op, x, w.experts[0], out);
     for (size_t e = 1; e < w.experts.size(); ++e) {
+        matrix(op, "expert gate", w.experts[e].gate);
+        matrix(op, "expert up", w.experts[e].up);
+        matrix(op, "expert down", w.experts[e].down);
         dims(op, "expert gate", w.experts[e].gate, {w.experts[0].gate.dim(0), x.dim(1)});
         dims(op, "expert up", w.experts[e].up, {w.experts[0].gate.dim(0), x.dim(1)});
         dims(op, "expert down", w.experts[e].down, {x.dim(1), w.experts[0].gate.dim(0)});
     }
     if (!w.shared.gate.empty()) {
         check_ffn(op, x, w.shared, out);
-        weight(op, "shared_gate", w.shared_gate, 2);
+        matrix(op, "shared_gate", w.shared_gate);
         dims(op, "shared_gate", w.shared_gate, {1, x.dim(1)});
     }
     if (fast()) {

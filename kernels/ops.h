@@ -60,9 +60,10 @@ void conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& state, const 
                    bool apply_silu = true);
 
 // ---- gated delta rule (GDN) ------------------------------------------------------------------
-// g[t, h] = -exp(A_log[h]) * softplus(a[t, h] + dt_bias[h]) (softplus threshold 20);
-// beta[t, h] = sigmoid(b[t, h]). a, b, g, beta [T, Hv]; A_log, dt_bias [Hv] F32|BF16.
-void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias,
+// g[t, h] = A[h] * softplus(a[t, h] + dt_bias[h]) (softplus threshold 20) with A = -exp(A_log) the
+// (negative) decay rate, computed in f32 by the model from HF's A_log or read from GGUF's ssm_a;
+// beta[t, h] = sigmoid(b[t, h]). a, b, g, beta [T, Hv]; A, dt_bias [Hv] F32|BF16.
+void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A, const Tensor& dt_bias,
                const Tensor& g, const Tensor& beta);
 // Shapes for both forms: q, k [T, Hk, Dk] (already L2-normalised; q is multiplied by `scale`
 // inside, HF uses 1/sqrt(Dk)); v [T, Hv, Dv]; g, beta [T, Hv]; value head h reads key head

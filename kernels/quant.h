@@ -8,6 +8,8 @@
 #include <optional>
 #include <string_view>
 
+#include "kernels/tensor.h"
+
 namespace qnext::kern {
 
 enum class QType : uint32_t {
@@ -27,6 +29,10 @@ std::optional<QTypeInfo> qtype_info(uint32_t ggml_type);
 
 // Bytes of a row of `n` values; throws std::invalid_argument when n is not a multiple of the block size.
 size_t qtype_row_bytes(QType type, int64_t n);
+
+// The kernel dtype of a GGML type id (nullopt for types qnext cannot run), and back.
+std::optional<DType> dtype_of_ggml(uint32_t ggml_type);
+QType qtype_of(DType t);   // throws std::invalid_argument for I32
 
 namespace ref {
 // Dequantizes `n` values (a multiple of the block size; std::invalid_argument otherwise) from the

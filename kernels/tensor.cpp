@@ -9,24 +9,52 @@
 
 namespace qnext::kern {
 
-size_t dtype_size(DType t) {
+namespace {
+struct DTypeLayout {
+    const char* name;
+    int64_t block_elems;
+    size_t block_bytes;
+};
+// Block sizes of the GGML formats as ggml defines them (QK4_0 = 32 ... QK_K = 256).
+DTypeLayout layout(DType t) {
     switch (t) {
-        case DType::F32: return 4;
-        case DType::I32: return 4;
-        case DType::F16: return 2;
-        case DType::BF16: return 2;
+        case DType::F32: return {"f32", 1, 4};
+        case DType::I32: return {"i32", 1, 4};
+        case DType::F16: return {"f16", 1, 2};
+        case DType::BF16: return {"bf16", 1, 2};
+        case DType::Q4_0: return {"q4_0", 32, 18};
+        case DType::Q4_1: return {"q4_1", 32, 20};
+        case DType::Q5_0: return {"q5_0", 32, 22};
+        case DType::Q5_1: return {"q5_1", 32, 24};
+        case DType::Q8_0: return {"q8_0", 32, 34};
+        case DType::Q2_K: return {"q2_K", 256, 84};
+        case DType::Q3_K: return {"q3_K", 256, 110};
+        case DType::Q4_K: return {"q4_K", 256, 144};
+        case DType::Q5_K: return {"q5_K", 256, 176};
+        case DType::Q6_K: return {"q6_K", 256, 210};
     }
-    return 0;
+    return {"?", 1, 0};
+}
+}  // namespace
+
+const char* dtype_name(DType t) { return layout(t).name; }
+bool is_quantized(DType t) { return layout(t).block_elems > 1; }
+int64_t dtype_block_elems(DType t) { return layout(t).block_elems; }
+size_t dtype_block_bytes(DType t) { return layout(t).block_bytes; }
+
+size_t dtype_size(DType t) {
+    const DTypeLayout l = layout(t);
+    if (l.block_elems != 1)
+        throw std::invalid_argument(std::string("dtype_size: ") + l.name + " is a block format (use dtype_bytes)");
+    return l.block_bytes;
 }
 
-const char* dtype_name(DType t) {
-    switch (t) {
-        case DType::F32: return "f32";
-        case DType::I32: return "i32";
-        case DType::F16: return "f16";
-        case DType::BF16: return "bf16";
-    }
-    return "?";
+size_t dtype_bytes(DType t, int64_t n) {
+    const DTypeLayout l = layout(t);
+    if (n < 0 || n % l.block_elems != 0)
+        throw std::invalid_argument(std::string("dtype_bytes: ") + std::to_string(n) + " elements of " + l.name +
+                                    " are not whole blocks of " + std::to_string(l.block_elems));
+    return static_cast<size_t>(n / l.block_elems) * l.block_bytes;
 }
 
 float f16_to_f32(uint16_t h) {
@@ -123,7 +151,7 @@ void* Tensor::row_ptr(int64_t r) const {
         r /= shape[d];
         off += i * stride[d];
     }
-    return static_cast<char*>(data) + off * static_cast<int64_t>(dtype_size(dtype));
+    return static_cast<char*>(data) + dtype_bytes(dtype, off);
 }
 
 float* Tensor::f32() const {
@@ -137,7 +165,11 @@ Tensor Tensor::slice(int d, int64_t start, int64_t len) const {
         throw std::invalid_argument("Tensor::slice: dim " + std::to_string(d) + " range [" +
                                     std::to_string(start) + ", +" + std::to_string(len) + ") out of " + str());
     Tensor t = *this;
-    t.data = static_cast<char*>(data) + start * stride[d] * static_cast<int64_t>(dtype_size(dtype));
+    if (is_quantized(dtype) && d == rank - 1 &&
+        (start % dtype_block_elems(dtype) != 0 || len % dtype_block_elems(dtype) != 0))
+        throw std::invalid_argument("Tensor::slice: [" + std::to_string(start) + ", +" + std::to_string(len) +
+                                    ") of the innermost dim of " + str() + " is not whole blocks");
+    t.data = static_cast<char*>(data) + dtype_bytes(dtype, start * stride[d]);
     t.shape[d] = len;
     return t;
 }

@@ -14,11 +14,21 @@
 
 namespace qnext::kern {
 
-enum class DType : uint8_t { F32, F16, BF16, I32 };  // I32: token ids / expert ids
+// I32: token ids / expert ids. Q*: GGML block-quantized weights (kernels/quant.h): a row of K values is
+// K / block_elems blocks; only whole rows (or whole blocks) are addressed, so strides stay in elements.
+enum class DType : uint8_t {
+    F32, F16, BF16, I32,
+    Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+};
 enum class Device : uint8_t { CPU, CUDA };
 
-size_t dtype_size(DType t);
 const char* dtype_name(DType t);
+bool is_quantized(DType t);                 // a GGML block format
+int64_t dtype_block_elems(DType t);         // 1 for scalar types
+size_t dtype_block_bytes(DType t);          // bytes per block (= element size for scalar types)
+size_t dtype_size(DType t);                 // element size; throws std::invalid_argument for block types
+// Bytes of `n` consecutive elements; throws std::invalid_argument when n is not a multiple of the block.
+size_t dtype_bytes(DType t, int64_t n);
 
 // ---- scalar conversions (round-to-nearest-even, NaN preserved) ----
 inline float bf16_to_f32(uint16_t h) {
@@ -60,7 +70,7 @@ struct Tensor {
     bool empty() const { return data == nullptr; }
     int64_t dim(int i) const { return shape[i < 0 ? rank + i : i]; }  // negative = from the end
     int64_t numel() const;
-    size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }  // if contiguous
+    size_t nbytes() const { return dtype_bytes(dtype, numel()); }  // if contiguous
     bool contiguous() const;
     // Number of innermost rows: numel / dim(-1). Row r's address is row_ptr(r) (any outer strides).
     int64_t rows() const { return rank == 0 ? 0 : numel() / shape[rank - 1]; }
@@ -68,7 +78,7 @@ struct Tensor {
     template <class T> T* ptr() const { return static_cast<T*>(data); }
     float* f32() const;  // checks dtype == F32, throws otherwise
 
-    // Views (no copies):
+    // Views (no copies). Block-quantized tensors are sliced at block boundaries of the innermost dim only.
     Tensor slice(int d, int64_t start, int64_t len) const;         // sub-range of dim d
     Tensor select(int d, int64_t i) const;                           // drop dim d at index i
     Tensor unflatten(int d, std::initializer_list<int64_t> parts) const;  // split dim d into parts

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "model/chat_template.h"
+#include "model/gguf.h"
 #include "common/json_limits.h"
 
 namespace qnext {
@@ -167,6 +168,13 @@ std::optional<TemplateKind> detect_template(std::string_view jinja_text) {
 }
 
 std::optional<std::string> read_chat_template(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(path, ec) && looks_like_gguf(path)) {   // tokenizer.chat_template
+        const auto f = GgufFile::open(path);
+        const GgufValue* t = f->find("tokenizer.chat_template");
+        if (!t) return std::nullopt;
+        return t->as_string("tokenizer.chat_template");
+    }
     const auto dir = std::filesystem::is_directory(path) ? path : path.parent_path();
     if (const auto jinja = dir / "chat_template.jinja"; std::filesystem::exists(jinja)) return read_file(jinja);
     const auto cfg_path = dir / "tokenizer_config.json";
@@ -190,6 +198,10 @@ std::optional<std::string> read_chat_template(const std::filesystem::path& path)
 TemplateKind resolve_template(const std::filesystem::path& dir, std::optional<TemplateKind> override_kind) {
     if (override_kind) return *override_kind;
     const auto text = read_chat_template(dir);
+    std::error_code ec;
+    // A GGUF without tokenizer.chat_template: the built-in Qwen3-Next Instruct template (what llama.cpp's
+    // converter writes for the Instruct models; Thinking mode switches to the Thinking template).
+    if (!text && std::filesystem::is_regular_file(dir, ec) && looks_like_gguf(dir)) return TemplateKind::Instruct;
     if (!text)
         throw TemplateError("no chat template found in " + dir.string() +
                             " (neither chat_template.jinja nor tokenizer_config.json's chat_template); "

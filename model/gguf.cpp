@@ -385,6 +385,21 @@ const GgufTensor* GgufFile::find_tensor(std::string_view name) const {
     return it == by_name_.end() ? nullptr : &contents_.tensors[it->second];
 }
 
+void GgufFile::prefetch(const std::function<void(uint64_t)>& on_bytes) const {
+    constexpr uint64_t kChunk = 64ull << 20;
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const auto* p = static_cast<const volatile unsigned char*>(map_);
+    if (!p) return;
+    ::madvise(map_, size_t(size_), MADV_WILLNEED);
+    for (uint64_t off = 0; off < size_; off += kChunk) {
+        const uint64_t end = std::min(size_, off + kChunk);
+        unsigned sum = 0;
+        for (uint64_t b = off; b < end; b += page) sum += p[b];   // fault the page in
+        (void)sum;
+        if (on_bytes) on_bytes(end - off);
+    }
+}
+
 bool looks_like_gguf(const std::filesystem::path& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -121,6 +122,8 @@ public:
     const GgufValue* find(std::string_view key) const;
     const GgufValue& at(std::string_view key) const;   // throws GgufError naming the missing key
     const GgufTensor* find_tensor(std::string_view name) const;
+    // Reads every page (so the first forward pass does not stall on disk); `on_bytes` gets the bytes touched.
+    void prefetch(const std::function<void(uint64_t)>& on_bytes) const;
 
 private:
     GgufFile() = default;

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "model/gguf_model.h"
+#include "model/gguf_weights.h"
 #include "model/progress.h"
 
 namespace qnext {
@@ -18,11 +20,42 @@ uint64_t physical_memory_bytes() {
 
 }  // namespace
 
+bool is_model_path(const std::filesystem::path& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return fs::exists(path / "config.json", ec);
+    return fs::is_regular_file(path, ec) && looks_like_gguf(path);
+}
+
+namespace {
+
+ModelFolder load_gguf(const std::filesystem::path& file, const LoadOptions& opts) {
+    ModelFolder m;
+    m.path = file;
+    m.dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+    auto f = GgufFile::open(file);
+    m.config = gguf_config(*f);
+    m.weights = bind_gguf_weights(m.config, *f);
+    if (opts.prefetch && f->file_size() < physical_memory_bytes() / 10 * 8) {
+        ProgressBar bar("loading " + file.filename().string(), f->file_size(), opts.progress);
+        f->prefetch([&](uint64_t n) { bar.advance(n); });
+        bar.finish();
+    }
+    m.gguf = std::move(f);
+    return m;
+}
+
+}  // namespace
+
 ModelFolder load_model_folder(const std::filesystem::path& dir, const LoadOptions& opts) {
     namespace fs = std::filesystem;
-    if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + ": model folder does not exist");
+    std::error_code ec;
+    if (fs::is_regular_file(dir, ec) && looks_like_gguf(dir)) return load_gguf(dir, opts);
+    if (!fs::is_directory(dir))
+        throw std::runtime_error(dir.string() + ": model folder does not exist (give a folder with config.json or a .gguf file)");
     ModelFolder m;
     m.dir = dir;
+    m.path = dir;
     m.config = load_config(dir / "config.json");
     m.store = TensorStore::open(dir);
     m.config.mtp_num_hidden_layers = std::max(m.config.mtp_num_hidden_layers, count_mtp_layers(m.store));

@@ -24,13 +24,24 @@ namespace {
 
 Tensor to_kern(const TensorView& v) {
     Tensor t;
+    if (v.data == nullptr) return t;  // an absent optional tensor (the other GDN projection form)
     switch (v.dtype) {
         case TensorDType::F32: t.dtype = DType::F32; break;
         case TensorDType::BF16: t.dtype = DType::BF16; break;
         case TensorDType::F16: t.dtype = DType::F16; break;
+        case TensorDType::Q4_0: t.dtype = DType::Q4_0; break;
+        case TensorDType::Q4_1: t.dtype = DType::Q4_1; break;
+        case TensorDType::Q5_0: t.dtype = DType::Q5_0; break;
+        case TensorDType::Q5_1: t.dtype = DType::Q5_1; break;
+        case TensorDType::Q8_0: t.dtype = DType::Q8_0; break;
+        case TensorDType::Q2_K: t.dtype = DType::Q2_K; break;
+        case TensorDType::Q3_K: t.dtype = DType::Q3_K; break;
+        case TensorDType::Q4_K: t.dtype = DType::Q4_K; break;
+        case TensorDType::Q5_K: t.dtype = DType::Q5_K; break;
+        case TensorDType::Q6_K: t.dtype = DType::Q6_K; break;
         default:
             throw std::runtime_error("model: tensor '" + v.name + "' has dtype " + dtype_name(v.dtype) +
-                                     ", which this engine cannot run yet (F32/BF16/F16 only)");
+                                     ", which this engine cannot run yet (F32/BF16/F16 and GGML block formats)");
     }
     if (v.rank() < 1 || v.rank() > 4)
         throw std::runtime_error("model: tensor '" + v.name + "' has unsupported rank " + std::to_string(v.rank()));
@@ -56,7 +67,8 @@ TensorBuffer f32_buffer(std::initializer_list<int64_t> shape) { return TensorBuf
 struct LayerViews {
     LayerType type = LayerType::LinearAttention;
     Tensor input_norm, post_norm;                                   // [H], zero-centred
-    Tensor qkvz, ba, conv_w, A_log, dt_bias, gated_norm, out_proj;  // GDN
+    Tensor qkvz, ba, conv_w, A, dt_bias, gated_norm, out_proj;      // GDN (A = -exp(A_log), f32)
+    Tensor qkv, z;                                                  // GDN split projection (qkvz empty)
     Tensor q_proj, k_proj, v_proj, o_proj, q_norm, k_norm;          // attention
     bool moe = false;
     Tensor router, shared_gate;                                     // MoE [E, H], [1, H]
@@ -67,6 +79,8 @@ struct LayerViews {
 struct Qwen3NextModel::Bound {
     Tensor embed, lm_head, final_norm;
     std::vector<LayerViews> layers;
+    kern::NormKind norm = kern::NormKind::ZeroCentered;  // Plain when the weights hold 1 + w (GGUF)
+    std::vector<TensorBuffer> owned;                      // tensors computed at bind time (A from A_log)
     uint64_t active_bytes = 0;  // weight bytes read per decoded token
 };
 
@@ -98,6 +112,9 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
         throw std::runtime_error("model: weights have " + std::to_string(w.layers.size()) + " layers, config says " +
                                  std::to_string(config_.num_hidden_layers));
     auto b = std::make_shared<Bound>();
+    // 1 + w computed in f32 (HF) and the stored f32 1 + w (GGUF) are the same number, so a plain norm over
+    // the stored weights is exactly the zero-centred one.
+    b->norm = w.norms == NormStorage::OnePlus ? kern::NormKind::Plain : kern::NormKind::ZeroCentered;
     b->embed = to_kern(w.embed_tokens);
     b->lm_head = to_kern(w.lm_head);
     b->final_norm = to_kern(w.final_norm);
@@ -114,10 +131,25 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
             if (!lw.gdn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no GDN weights");
             const GdnWeights& g = *lw.gdn;
             v.qkvz = to_kern(g.in_proj_qkvz), v.ba = to_kern(g.in_proj_ba), v.conv_w = to_kern(g.conv1d);
-            v.A_log = to_kern(g.A_log), v.dt_bias = to_kern(g.dt_bias), v.gated_norm = to_kern(g.norm);
+            v.qkv = to_kern(g.in_proj_qkv), v.z = to_kern(g.in_proj_z);
+            if (v.qkvz.empty() == (v.qkv.empty() || v.z.empty()))
+                throw std::runtime_error("model: layer " + std::to_string(l) +
+                                         " needs either in_proj_qkvz or both in_proj_qkv and in_proj_z");
+            v.dt_bias = to_kern(g.dt_bias), v.gated_norm = to_kern(g.norm);
             v.out_proj = to_kern(g.out_proj);
-            for (const Tensor* t : {&v.qkvz, &v.ba, &v.conv_w, &v.A_log, &v.dt_bias, &v.gated_norm, &v.out_proj})
-                bytes += t->nbytes();
+            if (g.A.data != nullptr) {
+                v.A = to_kern(g.A);
+            } else {  // A = -exp(A_log) in f32, as HF's -self.A_log.float().exp()
+                const Tensor A_log = to_kern(g.A_log);
+                TensorBuffer A = f32_buffer({A_log.numel()});
+                kern::copy(A_log, A);
+                for (int64_t h = 0; h < A_log.numel(); ++h) A.f32()[h] = -std::exp(A.f32()[h]);
+                v.A = A.t();
+                b->owned.push_back(std::move(A));
+            }
+            for (const Tensor* t : {&v.qkvz, &v.qkv, &v.z, &v.ba, &v.conv_w, &v.A, &v.dt_bias, &v.gated_norm,
+                                    &v.out_proj})
+                if (!t->empty()) bytes += t->nbytes();
         } else {
             if (!lw.attn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no attention weights");
             const AttnWeights& a = *lw.attn;
@@ -236,14 +268,14 @@ void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, 
     trace("embed", -1, s.x);
     for (int l = 0; l < config_.num_hidden_layers; ++l) {
         const LayerViews& L = b_->layers[l];
-        kern::rms_norm(s.x, L.input_norm, eps, kern::NormKind::ZeroCentered, s.h);  // h [T, H]
+        kern::rms_norm(s.x, L.input_norm, eps, b_->norm, s.h);                      // h [T, H]
         trace("input_norm", l, s.h);
         if (L.type == LayerType::FullAttention)
             attention_mixer(l, st, s, positions);                   // x += attn(h)
         else
             gdn_mixer(l, st, s);                                     // x += gdn(h)
         trace("mixer_residual", l, s.x);
-        kern::rms_norm(s.x, L.post_norm, eps, kern::NormKind::ZeroCentered, s.h);   // h [T, H]
+        kern::rms_norm(s.x, L.post_norm, eps, b_->norm, s.h);                       // h [T, H]
         trace("post_norm", l, s.h);
         ffn(l, s);                                                   // x += moe(h)
         trace("hidden", l, s.x);
@@ -252,7 +284,7 @@ void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, 
     if (n_rows == 0) return;
 
     const Tensor x_rows = n_rows == T ? s.x.t() : s.x.t().slice(0, T - 1, 1);  // [rows, H]
-    kern::rms_norm(x_rows, b_->final_norm, eps, kern::NormKind::ZeroCentered, s.fnorm);
+    kern::rms_norm(x_rows, b_->final_norm, eps, b_->norm, s.fnorm);
     trace("final_norm", -1, s.fnorm);
     const Tensor out = Tensor::view(logits, DType::F32, {n_rows, config_.vocab_size});  // [rows, V]
     kern::matmul(s.fnorm, b_->lm_head, out);
@@ -268,19 +300,23 @@ void Qwen3NextModel::gdn_mixer(int l, SequenceState& st, Scratch& s) const {
     const int64_t key_dim = nk * dk, G = 2 * dk + 2 * R * dv;  // G: per-key-head group width of qkvz
     const float eps = static_cast<float>(config_.rms_norm_eps);
 
-    kern::matmul(s.h, L.qkvz, s.qkvz);                                  // [T, nk*G]
-    kern::matmul(s.h, L.ba, s.ba);                                      // [T, nk*2R]
-    trace("gdn.qkvz", l, s.qkvz);
-    trace("gdn.ba", l, s.ba);
-
-    // De-interleave the per-key-head groups [q dk | k dk | v R*dv | z R*dv] and [b R | a R].
-    const Tensor P = s.qkvz.t().unflatten(1, {nk, G});                  // [T, nk, G]
     const Tensor mixed = s.mixed.t();                                   // [T, C] = [q | k | v]
-    kern::copy(P.slice(2, 0, dk), mixed.slice(1, 0, key_dim).unflatten(1, {nk, dk}));
-    kern::copy(P.slice(2, dk, dk), mixed.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}));
-    kern::copy(P.slice(2, 2 * dk, R * dv), mixed.slice(1, 2 * key_dim, nv * dv).unflatten(1, {nk, R * dv}));
-    kern::copy(P.slice(2, 2 * dk + R * dv, R * dv), s.z.t().reshape({T, nk, R * dv}));   // z [T, nv, dv]
-    const Tensor BA = s.ba.t().unflatten(1, {nk, 2 * R});               // [T, nk, 2R]
+    if (!L.qkvz.empty()) {
+        kern::matmul(s.h, L.qkvz, s.qkvz);                              // [T, nk*G]
+        trace("gdn.qkvz", l, s.qkvz);
+        // De-interleave the per-key-head groups [q dk | k dk | v R*dv | z R*dv].
+        const Tensor P = s.qkvz.t().unflatten(1, {nk, G});              // [T, nk, G]
+        kern::copy(P.slice(2, 0, dk), mixed.slice(1, 0, key_dim).unflatten(1, {nk, dk}));
+        kern::copy(P.slice(2, dk, dk), mixed.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}));
+        kern::copy(P.slice(2, 2 * dk, R * dv), mixed.slice(1, 2 * key_dim, nv * dv).unflatten(1, {nk, R * dv}));
+        kern::copy(P.slice(2, 2 * dk + R * dv, R * dv), s.z.t().reshape({T, nk, R * dv}));   // z [T, nv, dv]
+    } else {                                                            // split: already in conv order
+        kern::matmul(s.h, L.qkv, s.mixed);                              // [T, C]
+        kern::matmul(s.h, L.z, s.z.t().reshape({T, nv * dv}));          // z [T, nv, dv]
+    }
+    kern::matmul(s.h, L.ba, s.ba);                                      // [T, nk*2R]
+    trace("gdn.ba", l, s.ba);
+    const Tensor BA = s.ba.t().unflatten(1, {nk, 2 * R});               // [T, nk, 2R]: per group [b R | a R]
     kern::copy(BA.slice(2, 0, R), s.b.t().reshape({T, nk, R}));         // b [T, nv]
     kern::copy(BA.slice(2, R, R), s.a.t().reshape({T, nk, R}));         // a [T, nv]
 
@@ -293,7 +329,7 @@ void Qwen3NextModel::gdn_mixer(int l, SequenceState& st, Scratch& s) const {
     kern::l2_norm(co.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}), eps, s.k);       // k [T, nk, dk]
     kern::copy(co.slice(1, 2 * key_dim, nv * dv).unflatten(1, {nv, dv}), s.v);          // v [T, nv, dv]
 
-    kern::gdn_gates(s.a, s.b, L.A_log, L.dt_bias, s.g, s.beta);         // g, beta [T, nv]
+    kern::gdn_gates(s.a, s.b, L.A, L.dt_bias, s.g, s.beta);             // g, beta [T, nv]
     trace("gdn.g", l, s.g);
     trace("gdn.beta", l, s.beta);
     const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
@@ -322,14 +358,14 @@ void Qwen3NextModel::attention_mixer(int l, SequenceState& st, Scratch& s,
     kern::matmul(s.h, L.q_proj, s.qg.t().reshape({T, nh * 2 * D}));  // qg [T, nh, 2D]
     const Tensor query = s.qg.t().slice(2, 0, D);                     // [T, nh, D] (strided)
     const Tensor gate = s.qg.t().slice(2, D, D);                      // [T, nh, D] (strided)
-    kern::rms_norm(query, L.q_norm, eps, kern::NormKind::ZeroCentered, s.qn);
+    kern::rms_norm(query, L.q_norm, eps, b_->norm, s.qn);
     kern::rope_neox(s.qn, positions, config_.rotary_dim(), config_.rope_theta);
     trace("attn.q", l, s.qn);
 
     const Tensor k_new = st.keys(l).slice(0, n_past, T);              // [T, nkv, D] rows of the cache
     const Tensor v_new = st.values(l).slice(0, n_past, T);
     kern::matmul(s.h, L.k_proj, s.kraw);                              // [T, nkv*D]
-    kern::rms_norm(s.kraw.t().reshape({T, nkv, D}), L.k_norm, eps, kern::NormKind::ZeroCentered, k_new);
+    kern::rms_norm(s.kraw.t().reshape({T, nkv, D}), L.k_norm, eps, b_->norm, k_new);
     kern::rope_neox(k_new, positions, config_.rotary_dim(), config_.rope_theta);
     kern::matmul(s.h, L.v_proj, v_new.reshape({T, nkv * D}));
     trace("attn.k", l, k_new);

@@ -48,14 +48,19 @@ std::optional<uint64_t> byte_size(const std::vector<int64_t>& shape, size_t elem
 
 }  // namespace
 
+bool is_block_dtype(TensorDType t) {
+    return !(t == TensorDType::F32 || t == TensorDType::F16 || t == TensorDType::BF16 || t == TensorDType::F8_E4M3);
+}
+
 size_t dtype_size(TensorDType t) {
     switch (t) {
         case TensorDType::F32: return 4;
         case TensorDType::F16: return 2;
         case TensorDType::BF16: return 2;
         case TensorDType::F8_E4M3: return 1;
+        default: break;
     }
-    return 0;
+    throw std::logic_error(std::string("dtype_size: ") + dtype_name(t) + " is a block format, not element-sized");
 }
 
 const char* dtype_name(TensorDType t) {
@@ -64,6 +69,16 @@ const char* dtype_name(TensorDType t) {
         case TensorDType::F16: return "F16";
         case TensorDType::BF16: return "BF16";
         case TensorDType::F8_E4M3: return "F8_E4M3";
+        case TensorDType::Q4_0: return "Q4_0";
+        case TensorDType::Q4_1: return "Q4_1";
+        case TensorDType::Q5_0: return "Q5_0";
+        case TensorDType::Q5_1: return "Q5_1";
+        case TensorDType::Q8_0: return "Q8_0";
+        case TensorDType::Q2_K: return "Q2_K";
+        case TensorDType::Q3_K: return "Q3_K";
+        case TensorDType::Q4_K: return "Q4_K";
+        case TensorDType::Q5_K: return "Q5_K";
+        case TensorDType::Q6_K: return "Q6_K";
     }
     return "?";
 }
@@ -89,7 +104,7 @@ std::string TensorView::shape_str() const {
 }
 
 void TensorView::check_element_size(size_t bytes) const {
-    if (bytes != dtype_size(dtype))
+    if (is_block_dtype(dtype) || bytes != dtype_size(dtype))
         throw std::runtime_error("tensor '" + name + "' has dtype " + dtype_name(dtype) +
                                  ", not readable as a " + std::to_string(bytes) + "-byte element");
 }

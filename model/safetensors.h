@@ -22,10 +22,15 @@
 namespace qnext {
 
 // Element types qnext reads. F8_E4M3 weights come with an F32 `<name>_scale_inv` block-scale tensor.
-enum class TensorDType : uint8_t { F32, F16, BF16, F8_E4M3 };
+// Q*: GGML block formats, only in GGUF files (model/gguf_weights.h); rows are whole blocks.
+enum class TensorDType : uint8_t {
+    F32, F16, BF16, F8_E4M3,
+    Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+};
 
-size_t dtype_size(TensorDType t);                                  // bytes per element
-const char* dtype_name(TensorDType t);                             // safetensors spelling: "BF16", ...
+bool is_block_dtype(TensorDType t);                                // a GGML block format
+size_t dtype_size(TensorDType t);                                  // bytes per element; throws for block formats
+const char* dtype_name(TensorDType t);                             // safetensors spelling: "BF16", ...; "Q4_K"
 std::optional<TensorDType> parse_dtype(std::string_view name);     // nullopt for other dtypes
 
 // A zero-copy view of one tensor (row-major, contiguous).

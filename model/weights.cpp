@@ -68,13 +68,15 @@ MoeWeights build_moe(const std::string& p, const Qwen3NextConfig& c, ExpertLayou
 GdnWeights build_gdn(const std::string& p, const Qwen3NextConfig& c, const Get& get) {
     const int64_t H = c.hidden_size, nv = c.linear_num_value_heads;
     const int64_t kd = c.linear_key_dim(), vd = c.linear_value_dim();
-    return GdnWeights{get(p + "in_proj_qkvz.weight", {2 * kd + 2 * vd, H}),
-                      get(p + "in_proj_ba.weight", {2 * nv, H}),
-                      get(p + "conv1d.weight", {c.linear_conv_dim(), 1, c.linear_conv_kernel_dim}),
-                      get(p + "A_log", {nv}),
-                      get(p + "dt_bias", {nv}),
-                      get(p + "norm.weight", {c.linear_value_head_dim}),
-                      get(p + "out_proj.weight", {H, vd})};
+    GdnWeights g;
+    g.in_proj_qkvz = get(p + "in_proj_qkvz.weight", {2 * kd + 2 * vd, H});
+    g.in_proj_ba = get(p + "in_proj_ba.weight", {2 * nv, H});
+    g.conv1d = get(p + "conv1d.weight", {c.linear_conv_dim(), 1, c.linear_conv_kernel_dim});
+    g.A_log = get(p + "A_log", {nv});
+    g.dt_bias = get(p + "dt_bias", {nv});
+    g.norm = get(p + "norm.weight", {c.linear_value_head_dim});
+    g.out_proj = get(p + "out_proj.weight", {H, vd});
+    return g;
 }
 
 AttnWeights build_attn(const std::string& p, const Qwen3NextConfig& c, const Get& get) {

@@ -24,14 +24,22 @@ enum class ExpertLayout { PerExpert, Fused };
 
 // Gated DeltaNet mixer (`model.layers.{i}.linear_attn.*`). nk/nv = linear key/value heads,
 // dk/dv = key/value head dims, K = conv kernel, C = conv dim = 2*nk*dk + nv*dv.
+// The q/k/v/z projection comes in one of two forms (the other's views are empty, data == nullptr):
+//  - fused (HF Qwen3-Next): in_proj_qkvz, rows interleaved per key-head group;
+//  - split (GGUF qwen3next, as llama.cpp's converter reorders it; HF Qwen3.5): in_proj_qkv with rows
+//    [q all heads | k all heads | v all heads] (the conv channel order) and in_proj_z [nv*dv, H].
+// The decay comes as HF's A_log or as GGUF's ssm_a = -exp(A_log) (A); exactly one is set.
 struct GdnWeights {
     TensorView in_proj_qkvz;   // [2*nk*dk + 2*nv*dv, H], group-interleaved rows (spec 3.2)
     TensorView in_proj_ba;     // [2*nv, H], per key-head group [b.., a..]
-    TensorView conv1d;         // [C, 1, K], depthwise, no bias
+    TensorView conv1d;         // [C, 1, K] (HF) or [C, K] (GGUF), depthwise, no bias
     TensorView A_log;          // [nv]
     TensorView dt_bias;        // [nv]
     TensorView norm;           // [dv], plain-weight gated RMSNorm (~1)
     TensorView out_proj;       // [H, nv*dv]
+    TensorView in_proj_qkv;    // split form: [2*nk*dk + nv*dv, H]
+    TensorView in_proj_z;      // split form: [nv*dv, H]
+    TensorView A;              // [nv] F32, -exp(A_log) (GGUF ssm_a)
 };
 
 // Gated full attention (`model.layers.{i}.self_attn.*`). nh/nkv = heads, D = head_dim.
@@ -82,7 +90,12 @@ struct MtpWeights {
     std::vector<LayerWeights> layers;   // full-attention + MoE layers (mtp.layers.{j}.*)
 };
 
+// How the zero-centred RMSNorm weights (input/post-attention, q/k, final, MTP norms) are stored:
+// as HF's w (the norm multiplies by 1 + w), or as 1 + w (llama.cpp's converter adds the 1 for GGUF).
+enum class NormStorage { ZeroCentred, OnePlus };
+
 struct Qwen3NextWeights {
+    NormStorage norms = NormStorage::ZeroCentred;
     TensorView embed_tokens;            // [V, H]
     TensorView lm_head;                 // [V, H] (== embed_tokens when tie_word_embeddings)
     TensorView final_norm;              // model.norm.weight [H], zero-centred

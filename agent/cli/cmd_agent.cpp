@@ -38,7 +38,7 @@ struct BackendFlags {
     double remote_connect_timeout = 30;
 
     void add(CLI::App* cmd) {
-        cmd->add_option("--model", model, "model folder (default: the demo model in models/demo)");
+        cmd->add_option("--model", model, "model folder or GGUF file (default: the demo model in models/demo)");
         cmd->add_option("--backend", backend, "inprocess (default) or openai (a remote OpenAI-compatible server)")
             ->check(CLI::IsMember({"inprocess", "openai"}));
         cmd->add_option("--base-url", base_url, "openai backend: server base URL, e.g. http://127.0.0.1:8000/v1");
@@ -193,7 +193,7 @@ void add_agent_commands(Context& ctx) {
     auto bench_flags = std::make_shared<agent::AgentBenchOptions>();
     auto bench_model = std::make_shared<std::string>();
     CLI::App* bench = ctx.bench->add_subcommand("agent", "TTFT per turn of a growing conversation, state reuse on/off");
-    bench->add_option("--model", *bench_model, "model folder (default: the demo model)");
+    bench->add_option("--model", *bench_model, "model folder or GGUF file (default: the demo model)");
     bench->add_option("--history", bench_flags->history_tokens, "grow the conversation to this many tokens (8192)");
     bench->add_option("--turn-tokens", bench_flags->turn_tokens, "new user tokens per turn (512)");
     bench->add_flag("!--skip-no-reuse", bench_flags->no_reuse_baseline,

@@ -2,7 +2,7 @@
 //   qnext logits   --model DIR --ids FILE.json --out FILE.f32
 //   qnext generate --model DIR (--prompt TEXT | --ids FILE.json) --max-tokens N [sampling] [--chat]
 //                  [--json-schema FILE | --tools FILE [--tool-choice auto|required|none|NAME]]
-//   qnext bench    --model DIR | --config FILE [--threads N --prefill N --contexts A,B --steps N]
+//   qnext bench    --model DIR|FILE.gguf | --config FILE [--threads N --prefill N --contexts A,B --steps N]
 // --model defaults to models/demo (next to the binary's source tree, QNEXT_SOURCE_DIR).
 #include <unistd.h>
 
@@ -43,7 +43,8 @@ namespace {
 // --model given, else models/demo beside the executable's tree or in the source tree.
 fs::path resolve_model_dir(const std::string& given) {
     if (!given.empty()) {
-        if (!fs::is_directory(given)) throw std::runtime_error("model folder '" + given + "' does not exist");
+        if (!is_model_path(given))
+            throw std::runtime_error("model '" + given + "' is neither a folder with config.json nor a GGUF file");
         return given;
     }
     const fs::path dir = agent::default_model_dir();
@@ -157,7 +158,7 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
         if (a.chat) {
             std::optional<TemplateKind> kind;
             if (!a.templ.empty()) kind = parse_template_name(a.templ);
-            const TemplateKind k = resolve_template(folder.dir, kind);
+            const TemplateKind k = resolve_template(folder.path, kind);
             nlohmann::ordered_json req = {{"messages", {{{"role", "user"}, {"content", a.prompt}}}},
                                           {"add_generation_prompt", true}};
             if (!tools.is_null()) req["tools"] = tools;
@@ -302,7 +303,7 @@ void run_bench(const BenchArgs& a, const Context& ctx) {
 void add_forward_commands(Context& ctx) {
     auto* logits = ctx.app->add_subcommand("logits", "write the logits of a token sequence as float32 [n x vocab]");
     auto la = std::make_shared<LogitsArgs>();
-    logits->add_option("--model", la->model, "model folder (default: models/demo)");
+    logits->add_option("--model", la->model, "model folder or GGUF file (default: models/demo)");
     logits->add_option("--ids", la->ids, "JSON array of token ids")->required();
     logits->add_option("--out", la->out, "output file (row-major little-endian float32)")->required();
     logits->add_option("--trace-dir", la->trace_dir, "also dump every named intermediate tensor into this folder");
@@ -310,7 +311,7 @@ void add_forward_commands(Context& ctx) {
 
     auto* gen = ctx.app->add_subcommand("generate", "generate text from a prompt (streams to stdout)");
     auto ga = std::make_shared<GenerateArgs>();
-    gen->add_option("--model", ga->model, "model folder (default: models/demo)");
+    gen->add_option("--model", ga->model, "model folder or GGUF file (default: models/demo)");
     gen->add_option("--prompt", ga->prompt, "prompt text");
     gen->add_option("--ids", ga->ids, "JSON array of prompt token ids (prints ids if the model has no tokenizer)");
     gen->add_option("--max-tokens", ga->max_tokens, "tokens to generate")->capture_default_str();
@@ -332,7 +333,7 @@ void add_forward_commands(Context& ctx) {
     gen->callback([ga, &ctx] { run_generate(*ga, ctx); });
 
     auto ba = std::make_shared<BenchArgs>();
-    ctx.bench->add_option("--model", ba->model, "model folder to benchmark");
+    ctx.bench->add_option("--model", ba->model, "model folder or GGUF file to benchmark");
     ctx.bench->add_option("--config", ba->config, "config.json: benchmark random bf16 weights of these shapes");
     ctx.bench->add_option("--keep", ba->keep, "with --config: write the random checkpoint here and reuse it next time");
     ctx.bench->add_option("--threads", ba->threads, "threads (default: all cores)");

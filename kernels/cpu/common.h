@@ -15,8 +15,9 @@ inline float load(const void* row, DType dt, int64_t i) {
         case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(row)[i]);
         case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(row)[i]);
         case DType::I32: return static_cast<float>(static_cast<const int32_t*>(row)[i]);
+        default: break;  // block formats are not element-addressable: ops dequantize whole rows
     }
-    return 0.0f;
+    return std::nanf("");
 }
 inline void store(void* row, DType dt, int64_t i, float v) {
     switch (dt) {
@@ -24,6 +25,7 @@ inline void store(void* row, DType dt, int64_t i, float v) {
         case DType::BF16: static_cast<uint16_t*>(row)[i] = f32_to_bf16(v); break;
         case DType::F16: static_cast<uint16_t*>(row)[i] = f32_to_f16(v); break;
         case DType::I32: static_cast<int32_t*>(row)[i] = static_cast<int32_t>(v); break;
+        default: break;  // never a destination: ops write f32/bf16/f16 only
     }
 }
 inline float* frow(const Tensor& t, int64_t r) { return static_cast<float*>(t.row_ptr(r)); }

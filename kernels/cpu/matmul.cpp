@@ -10,6 +10,7 @@
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/quant.h"
 
 namespace qnext::kern::cpu {
 namespace {
@@ -23,9 +24,31 @@ void silu_mul_inplace(float* g, const float* u, int64_t n) {
     for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+// Block-quantized weights without an integer microkernel yet: each weight row is dequantized once into a
+// per-thread f32 row and multiplied with all T tokens by the f32 microkernel.
+template <MatmulRowsFn F>
+void rows_any(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt, int64_t n0, int64_t n1,
+              float* y, int64_t ldy, bool accumulate) {
+    if (!is_quantized(wt)) {
+        F(x, ldx, T, K, w, wt, n0, n1, y, ldy, accumulate);
+        return;
+    }
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(K));
+    const QType q = qtype_of(wt);
+    const size_t row_bytes = dtype_bytes(wt, K);
+    for (int64_t n = n0; n < n1; ++n) {
+        ref::dequantize_row(q, static_cast<const char*>(w) + static_cast<size_t>(n) * row_bytes, row.data(), K);
+        F(x, ldx, T, K, row.data(), DType::F32, 0, 1, y + n, ldy, accumulate);
+    }
+}
+
 }  // namespace
 
-MatmulRowsFn matmul_rows_fn() { return cpu_isa() == CpuIsa::Avx512 ? matmul_rows_avx512 : matmul_rows_avx2; }
+MatmulRowsFn matmul_rows_fn() {
+    return cpu_isa() == CpuIsa::Avx512 ? rows_any<matmul_rows_avx512> : rows_any<matmul_rows_avx2>;
+}
+
 
 void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
     const int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);

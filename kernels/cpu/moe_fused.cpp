@@ -96,8 +96,7 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
             for (const Slot& sl : slots) {
                 const int64_t F = sl.w->gate.dim(0);
                 // y[0 .. n1-n0) = down rows [n0, n1) . h
-                const char* down = static_cast<const char*>(sl.w->down.data) +
-                                   n0 * F * static_cast<int64_t>(dtype_size(sl.w->down.dtype));
+                const char* down = static_cast<const char*>(sl.w->down.data) + dtype_bytes(sl.w->down.dtype, n0 * F);
                 fn(h.data() + sl.h_off, F, 1, F, down, sl.w->down.dtype, 0, n1 - n0, y, 0, false);
                 float* o = detail::frow(out, sl.t);
                 for (int64_t n = n0; n < n1; ++n) o[n] += sl.weight * y[n - n0];

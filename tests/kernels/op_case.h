@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
@@ -46,20 +47,66 @@ struct Rng {
     }
 };
 
+// Byte offsets of the f16 scale fields (d, and dmin/m where the format has one) in a GGML block.
+inline std::vector<int> block_scale_offsets(DType t) {
+    switch (t) {
+        case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
+        case DType::Q2_K: return {80, 82};
+        case DType::Q3_K: return {108};
+        case DType::Q6_K: return {208};
+        default: return {0};
+    }
+}
+
+// Rough largest |quant x sub-block scale| of a format: the f16 scales are divided by it so that the
+// dequantized values come out near the requested spread.
+inline float block_gain(DType t) {
+    switch (t) {
+        case DType::Q4_0: case DType::Q4_1: return 4;
+        case DType::Q5_0: case DType::Q5_1: return 8;
+        case DType::Q8_0: return 64;
+        case DType::Q2_K: return 20;
+        case DType::Q3_K: return 64;
+        case DType::Q4_K: return 256;
+        case DType::Q5_K: return 512;
+        case DType::Q6_K: return 1024;
+        default: return 1;
+    }
+}
+
 // Storage of a given dtype filled from f32 values (bf16/f16 rounded), viewed as a contiguous tensor.
+// Block-quantized dtypes get random blocks instead: random quant bits and small random f16 scales (values
+// near the spread sd of `vals`; the values themselves are not used), so every bit pattern of the quants is exercised.
 struct Stored {
     DType dtype = DType::F32;
     std::vector<float> f;
     std::vector<uint16_t> h;
-    Stored(DType dt, const std::vector<float>& vals) : dtype(dt) {
-        if (dt == DType::F32) {
+    std::vector<uint8_t> q;
+    Stored(DType dt, const std::vector<float>& vals, uint64_t seed = 7) : dtype(dt) {
+        if (is_quantized(dt)) {
+            std::mt19937_64 gen(seed ^ (vals.size() * 0x9E3779B97F4A7C15ull));
+            q.resize(dtype_bytes(dt, static_cast<int64_t>(vals.size())));
+            for (uint8_t& b : q) b = static_cast<uint8_t>(gen());
+            const double sd = vals.empty() ? 1.0 : std::sqrt(std::inner_product(vals.begin(), vals.end(), vals.begin(), 0.0) /
+                                                             static_cast<double>(vals.size()));
+            std::normal_distribution<float> nd(0.0f, static_cast<float>(sd / block_gain(dt)));
+            for (size_t b = 0; b < q.size(); b += dtype_block_bytes(dt))
+                for (int off : block_scale_offsets(dt)) {
+                    const uint16_t v = f32_to_f16(off == 0 || dt == DType::Q2_K ? std::fabs(nd(gen)) : nd(gen));
+                    q[b + off] = static_cast<uint8_t>(v & 0xff);
+                    q[b + off + 1] = static_cast<uint8_t>(v >> 8);
+                }
+        } else if (dt == DType::F32) {
             f = vals;
         } else {
             h.resize(vals.size());
             for (size_t i = 0; i < vals.size(); ++i) h[i] = dt == DType::BF16 ? f32_to_bf16(vals[i]) : f32_to_f16(vals[i]);
         }
     }
-    const void* data() const { return dtype == DType::F32 ? static_cast<const void*>(f.data()) : h.data(); }
+    const void* data() const {
+        if (is_quantized(dtype)) return q.data();
+        return dtype == DType::F32 ? static_cast<const void*>(f.data()) : h.data();
+    }
     Tensor view(std::initializer_list<int64_t> shape) const { return Tensor::view(data(), dtype, shape); }
 };
 

@@ -80,7 +80,9 @@ TEST_P(HfGolden, GatedDeltaRuleChunkedAndRecurrent) {
     l2_norm(Q, 1e-6f, Q);
     l2_norm(K, 1e-6f, K);
     std::vector<float> g(static_cast<size_t>(T * Hv)), beta(g.size());
-    gdn_gates(Tensor::f32(a.data(), {T, Hv}), Tensor::f32(b.data(), {T, Hv}), Tensor::f32(A_log.data(), {Hv}),
+    std::vector<float> A(A_log.size());   // the model passes A = -exp(A_log) (HF: -self.A_log.float().exp())
+    for (size_t h = 0; h < A.size(); ++h) A[h] = -std::exp(A_log[h]);
+    gdn_gates(Tensor::f32(a.data(), {T, Hv}), Tensor::f32(b.data(), {T, Hv}), Tensor::f32(A.data(), {Hv}),
               Tensor::f32(dtb.data(), {Hv}), Tensor::f32(g.data(), {T, Hv}), Tensor::f32(beta.data(), {T, Hv}));
     expect_close("g", g, G.vec("gdn.g"), 1e-12);
     expect_close("beta", beta, G.vec("gdn.beta"), 1e-12);

@@ -171,6 +171,19 @@ std::vector<OpCase> all_cases() {
         v.push_back(matmul_case(3, 130, 7, wt, true, true));       // K tail 2, strided x, accumulate
         v.push_back(matmul_case(17, 200, 45, wt, false, false));   // token tails, K not a multiple of 16
     }
+    // Block-quantized weights (GGUF): every format, 1 and many tokens, odd rows, K of several blocks.
+    for (DType wt : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
+        v.push_back(matmul_case(1, 96, 33, wt, false, false));     // K = 3 blocks of 32, odd N
+        v.push_back(matmul_case(5, 64, 17, wt, true, true));       // accumulate, strided x
+    }
+    for (DType wt : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+        v.push_back(matmul_case(1, 512, 19, wt, false, false));    // K = 2 super-blocks
+        v.push_back(matmul_case(9, 256, 13, wt, true, true));
+    }
+    v.push_back(matmul_case(1, 2048, 512, DType::Q8_0, false, false));  // decode-like, threaded
+    v.push_back(matmul_case(70, 512, 130, DType::Q4_K, false, false));  // > one 64-token block
+    v.push_back(moe_case(1, 256, 128, 16, 4, true, DType::Q8_0));       // fused decode path
+    v.push_back(moe_case(33, 256, 256, 8, 2, true, DType::Q4_K));       // grouped path
     v.push_back(matmul_case(1, 2048, 512, DType::BF16, false, false));  // decode-like, threaded
     v.push_back(matmul_case(70, 256, 130, DType::BF16, false, false));  // > one 64-token block
     for (GdnForm f : {GdnForm::Recurrent, GdnForm::Chunked}) {

@@ -145,7 +145,8 @@ TEST_F(Ref, GdnGates) {
     // A_log = 0 -> A = 1; a + dt_bias = 0 -> softplus = ln 2; g = -ln 2. b = 0 -> beta = 0.5.
     // a + dt_bias = 30 > 20 -> softplus = 30 exactly; A_log = ln 2 -> g = -60.
     std::vector<float> a{0.5f, 29.0f}, b{0.0f, 100.0f}, A_log{0.0f, std::log(2.0f)}, dtb{-0.5f, 1.0f}, g(2), beta(2);
-    gdn_gates(Tensor::f32(a.data(), {1, 2}), Tensor::f32(b.data(), {1, 2}), v1(A_log), v1(dtb),
+    std::vector<float> A{-std::exp(A_log[0]), -std::exp(A_log[1])};   // the model passes A = -exp(A_log)
+    gdn_gates(Tensor::f32(a.data(), {1, 2}), Tensor::f32(b.data(), {1, 2}), v1(A), v1(dtb),
               Tensor::f32(g.data(), {1, 2}), Tensor::f32(beta.data(), {1, 2}));
     EXPECT_NEAR(g[0], -std::log(2.0f), 1e-6);
     EXPECT_NEAR(g[1], -60.0f, 1e-4);

@@ -38,6 +38,7 @@ float element(const TensorView& v, int64_t i) {
         case TensorDType::BF16: return bf16_to_f32(v.as<uint16_t>()[static_cast<size_t>(i)]);
         case TensorDType::F16: return decode_f16(v.as<uint16_t>()[static_cast<size_t>(i)]);
         case TensorDType::F8_E4M3: return decode_e4m3(v.as<uint8_t>()[static_cast<size_t>(i)]);
+        default: break;  // GGML block formats never come from a safetensors file
     }
     return NAN;
 }

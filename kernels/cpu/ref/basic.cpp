@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/ref/ref.h"
+#include "kernels/quant.h"
 
 namespace qnext::kern::ref {
 using detail::frow;
@@ -16,7 +17,10 @@ void embed_rows(const Tensor& table, std::span<const int32_t> ids, const Tensor&
     for (size_t t = 0; t < ids.size(); ++t) {
         const void* src = table.row_ptr(ids[t]);
         float* dst = frow(out, static_cast<int64_t>(t));
-        for (int64_t i = 0; i < D; ++i) dst[i] = load(src, table.dtype, i);
+        if (is_quantized(table.dtype))
+            dequantize_row(qtype_of(table.dtype), src, dst, D);
+        else
+            for (int64_t i = 0; i < D; ++i) dst[i] = load(src, table.dtype, i);
     }
 }
 

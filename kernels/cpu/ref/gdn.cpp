@@ -34,7 +34,7 @@ void conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& state, const 
         for (int64_t c = 0; c < C; ++c) frow(state, i)[c] = ns[i * C + c];
 }
 
-void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias,
+void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A, const Tensor& dt_bias,
                const Tensor& g, const Tensor& beta) {
     const int64_t T = a.dim(0), Hv = a.dim(1);
     for (int64_t t = 0; t < T; ++t) {
@@ -43,8 +43,7 @@ void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tens
         float* pg = frow(g, t);
         float* pbeta = frow(beta, t);
         for (int64_t h = 0; h < Hv; ++h) {
-            const float A = std::exp(load(A_log.data, A_log.dtype, h));
-            pg[h] = -A * detail::softplus_f(pa[h] + load(dt_bias.data, dt_bias.dtype, h));
+            pg[h] = load(A.data, A.dtype, h) * detail::softplus_f(pa[h] + load(dt_bias.data, dt_bias.dtype, h));
             pbeta[h] = detail::sigmoid_f(pb[h]);
         }
     }

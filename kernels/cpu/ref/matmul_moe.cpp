@@ -1,4 +1,5 @@
-// kernels/cpu/ref/matmul_moe.cpp: reference dense matmul (y = x w^T, fp64 accumulation), SwiGLU FFN,
+// kernels/cpu/ref/matmul_moe.cpp: reference dense matmul (y = x w^T, fp64 accumulation; block-quantized
+// weights are dequantized row by row first), SwiGLU FFN,
 // MoE routing (softmax -> top-k -> renormalise) and routed/shared experts.
 // Covered by tests/kernels/test_ops.cpp (Ref.Matmul*, Ref.MoeRoute*, and the fast-vs-ref cases).
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/ref/ref.h"
+#include "kernels/quant.h"
 
 namespace qnext::kern::ref {
 using detail::frow;
@@ -15,13 +17,18 @@ using detail::load;
 
 void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
     const int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);
-    for (int64_t t = 0; t < T; ++t) {
-        const float* xr = frow(x, t);
-        float* yr = frow(y, t);
-        for (int64_t n = 0; n < N; ++n) {
-            const void* wr = w.row_ptr(n);
+    std::vector<float> wrow(static_cast<size_t>(K));   // weight row n as f32 (dequantized for block formats)
+    for (int64_t n = 0; n < N; ++n) {
+        const void* wr = w.row_ptr(n);
+        if (is_quantized(w.dtype))
+            dequantize_row(qtype_of(w.dtype), wr, wrow.data(), K);
+        else
+            for (int64_t k = 0; k < K; ++k) wrow[k] = load(wr, w.dtype, k);
+        for (int64_t t = 0; t < T; ++t) {
+            const float* xr = frow(x, t);
+            float* yr = frow(y, t);
             double acc = 0;
-            for (int64_t k = 0; k < K; ++k) acc += double(xr[k]) * load(wr, w.dtype, k);
+            for (int64_t k = 0; k < K; ++k) acc += double(xr[k]) * wrow[k];
             yr[n] = static_cast<float>(accumulate ? yr[n] + acc : acc);
         }
     }

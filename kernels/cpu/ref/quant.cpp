@@ -3,6 +3,7 @@
 // the quant, minus dmin*min), so results are bit-exact with it.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "kernels/quant.h"
 #include "kernels/tensor.h"
@@ -148,6 +149,27 @@ std::optional<QTypeInfo> qtype_info(uint32_t ggml_type) {
     for (const auto& i : kTypes)
         if (static_cast<uint32_t>(i.type) == ggml_type) return i;
     return std::nullopt;
+}
+
+namespace {
+constexpr std::pair<QType, DType> kDTypes[] = {
+    {QType::F32, DType::F32},   {QType::F16, DType::F16},   {QType::BF16, DType::BF16}, {QType::Q4_0, DType::Q4_0},
+    {QType::Q4_1, DType::Q4_1}, {QType::Q5_0, DType::Q5_0}, {QType::Q5_1, DType::Q5_1}, {QType::Q8_0, DType::Q8_0},
+    {QType::Q2_K, DType::Q2_K}, {QType::Q3_K, DType::Q3_K}, {QType::Q4_K, DType::Q4_K}, {QType::Q5_K, DType::Q5_K},
+    {QType::Q6_K, DType::Q6_K},
+};
+}  // namespace
+
+std::optional<DType> dtype_of_ggml(uint32_t ggml_type) {
+    for (const auto& [q, d] : kDTypes)
+        if (static_cast<uint32_t>(q) == ggml_type) return d;
+    return std::nullopt;
+}
+
+QType qtype_of(DType t) {
+    for (const auto& [q, d] : kDTypes)
+        if (d == t) return q;
+    throw std::invalid_argument(std::string("qtype_of: ") + dtype_name(t) + " is not a weight storage type");
 }
 
 size_t qtype_row_bytes(QType type, int64_t n) {

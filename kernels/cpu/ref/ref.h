@@ -22,7 +22,7 @@ enum class Unary { Silu, Sigmoid, Scale };
 void unary(Unary op, const Tensor& x, float s, const Tensor& out);
 void softmax(const Tensor& x, const Tensor& out);
 void conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& state, const Tensor& out, bool apply_silu);
-void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias,
+void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A, const Tensor& dt_bias,
                const Tensor& g, const Tensor& beta);
 void gdn_recurrent(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                    const Tensor& beta, const Tensor& state, const Tensor& out, float scale);

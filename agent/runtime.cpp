@@ -45,6 +45,7 @@ Runtime::Runtime(boost::asio::io_context& io, RuntimeOptions options) : io_(io),
     }
     if (options_.backend != "inprocess") throw std::runtime_error("unknown backend '" + options_.backend + "'");
     fs::path dir = options_.model_dir.value_or(default_model_dir());
+    if (!std::filesystem::exists(dir)) throw std::runtime_error("model " + dir.string() + " does not exist");
     if (!is_model_path(dir))
         throw std::runtime_error("model " + dir.string() +
                                  " is neither a folder with config.json nor a GGUF file (pass --model DIR|FILE.gguf)");

@@ -25,6 +25,7 @@ CpuFeatures detect() {
     f.avx512 = f.avx2_fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl");
     f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+    f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
     return f;
 }
 
@@ -68,6 +69,7 @@ std::string cpu_features_string() {
     if (f.avx2_fma) s += "avx2 fma f16c";
     if (f.avx512) s += " avx512f avx512bw avx512vl";
     if (f.avx512_bf16) s += " avx512bf16";
+    if (f.avx512_vnni) s += " avx512vnni";
     return s.empty() ? "scalar" : s;
 }
 

@@ -19,6 +19,7 @@ struct CpuFeatures {
     bool avx2_fma = false;  // AVX2 + FMA + F16C: baseline for the fast CPU paths
     bool avx512 = false;    // AVX-512 F/BW/VL
     bool avx512_bf16 = false;
+    bool avx512_vnni = false;   // vpdpbusd (integer dot products of the quantized matmuls)
 };
 const CpuFeatures& cpu_features();
 

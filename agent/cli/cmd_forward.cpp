@@ -43,6 +43,7 @@ namespace {
 // --model given, else models/demo beside the executable's tree or in the source tree.
 fs::path resolve_model_dir(const std::string& given) {
     if (!given.empty()) {
+        if (!fs::exists(given)) throw std::runtime_error("model '" + given + "' does not exist");
         if (!is_model_path(given))
             throw std::runtime_error("model '" + given + "' is neither a folder with config.json nor a GGUF file");
         return given;

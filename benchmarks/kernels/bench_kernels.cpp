@@ -113,6 +113,45 @@ struct GemvSet {
     double bytes() const { return static_cast<double>(w.size() * 2); }
 };
 
+// The same over block-quantized weights (GGUF types): random blocks with small positive f16 scales.
+struct QGemvSet {
+    int64_t N, K, count;
+    DType type;
+    std::vector<uint8_t> w;
+    std::vector<float> x, y;
+    QGemvSet(int64_t n, int64_t k, int64_t c, DType t)
+        : N(n), K(k), count(c), type(t), w(dtype_bytes(t, n * k * c)), x(static_cast<size_t>(k), 0.5f),
+          y(static_cast<size_t>(n)) {
+        std::mt19937_64 gen(3);
+        for (size_t i = 0; i + 8 <= w.size(); i += 8) {
+            const uint64_t v = gen();
+            std::memcpy(w.data() + i, &v, 8);
+        }
+        std::vector<int> scale_offsets;
+        switch (t) {
+            case DType::Q2_K: scale_offsets = {80, 82}; break;
+            case DType::Q3_K: scale_offsets = {108}; break;
+            case DType::Q6_K: scale_offsets = {208}; break;
+            case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: scale_offsets = {0, 2}; break;
+            default: scale_offsets = {0}; break;
+        }
+        const size_t bb = dtype_block_bytes(t);
+        for (size_t b = 0; b < w.size(); b += bb)
+            for (int o : scale_offsets) {
+                w[b + static_cast<size_t>(o)] = 0x00;
+                w[b + static_cast<size_t>(o) + 1] = 0x20;   // f16 0x2000 = 2^-7
+            }
+    }
+    double pass() {
+        const Tensor xt = Tensor::f32(x.data(), {1, K}), yt = Tensor::f32(y.data(), {1, N});
+        const size_t mat = dtype_bytes(type, N * K);
+        const auto t0 = Clock::now();
+        for (int64_t m = 0; m < count; ++m) matmul(xt, Tensor::view(w.data() + static_cast<size_t>(m) * mat, type, {N, K}), yt);
+        return seconds_since(t0);
+    }
+    double bytes() const { return static_cast<double>(w.size()); }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,6 +203,39 @@ int main(int argc, char** argv) {
             std::printf("  %-32s %7.2f GB/s  = %5.1f%% of read roofline\n", shapes[i].name, gbs, 100.0 * gbs / read_gbs);
         }
         sets.clear();
+
+        // Quantized GEMV (the GGUF decode path): expert gate/up [512x2048] and in_proj [12288x2048], >= 256 MiB.
+        {
+            std::printf("quantized GEMV (decode; activations rounded to int8 per 32, integer dots; best of %d):\n", reps);
+            for (DType t : {DType::Q8_0, DType::Q6_K, DType::Q5_K, DType::Q4_K, DType::Q4_0}) {
+                const double bpw = static_cast<double>(dtype_block_bytes(t)) / static_cast<double>(dtype_block_elems(t));
+                const int64_t count_e = static_cast<int64_t>(256.0 * 1048576 / (512.0 * 2048 * bpw)) / div;
+                const int64_t count_p = static_cast<int64_t>(256.0 * 1048576 / (12288.0 * 2048 * bpw)) / div + 1;
+                QGemvSet e(512, 2048, count_e, t), pj(12288, 2048, count_p, t);
+                double te = 1e30, tp = 1e30, tr = 1e30;
+                for (int r = 0; r < reps; ++r) {
+                    tr = std::min(tr, read_pass(a));
+                    te = std::min(te, e.pass());
+                    tp = std::min(tp, pj.pass());
+                }
+                const double rd = static_cast<double>(n * 4) / tr / 1e9, ge = e.bytes() / te / 1e9, gp = pj.bytes() / tp / 1e9;
+                std::printf("  %-5s expert [512x2048] %6.2f GB/s = %5.1f%%, in_proj [12288x2048] %6.2f GB/s = %5.1f%% of read "
+                            "(%.2f GB/s); %.1f / %.1f Gweights/s\n",
+                            dtype_name(t), ge, 100 * ge / rd, gp, 100 * gp / rd, rd, ge / bpw, gp / bpw);
+            }
+        }
+        {   // quantized prefill GEMM: T=512 through [2048 x 2048]
+            const int64_t T = 512, K = 2048, N = 2048;
+            std::vector<float> x(static_cast<size_t>(T * K), 0.25f), y(static_cast<size_t>(T * N));
+            for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+                QGemvSet w(N, K, 1, t);
+                const double tm = best_of(reps, [&] {
+                    matmul(Tensor::f32(x.data(), {T, K}), Tensor::view(w.w.data(), t, {N, K}), Tensor::f32(y.data(), {T, N}));
+                });
+                std::printf("%s GEMM T=512 [2048x2048]: %.1f GOP/s (%.2f ms)\n", dtype_name(t), 2.0 * T * K * N / tm / 1e9,
+                            tm * 1e3);
+            }
+        }
 
         {  // prefill GEMM: T=512 tokens through a [2048 x 2048] bf16 weight
             const int64_t T = 512, K = 2048, N = 2048;

@@ -9,6 +9,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/qmatmul.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/quant.h"
 
@@ -24,8 +25,8 @@ void silu_mul_inplace(float* g, const float* u, int64_t n) {
     for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-// Block-quantized weights without an integer microkernel yet: each weight row is dequantized once into a
-// per-thread f32 row and multiplied with all T tokens by the f32 microkernel.
+// Block-quantized weights through the MatmulRowsFn signature (f32 x): x is quantized for this call, then
+// the integer kernel runs. Hot callers quantize once themselves (matmul below, moe_fused).
 template <MatmulRowsFn F>
 void rows_any(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt, int64_t n0, int64_t n1,
               float* y, int64_t ldy, bool accumulate) {
@@ -33,14 +34,9 @@ void rows_any(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, 
         F(x, ldx, T, K, w, wt, n0, n1, y, ldy, accumulate);
         return;
     }
-    thread_local std::vector<float> row;
-    row.resize(static_cast<size_t>(K));
-    const QType q = qtype_of(wt);
-    const size_t row_bytes = dtype_bytes(wt, K);
-    for (int64_t n = n0; n < n1; ++n) {
-        ref::dequantize_row(q, static_cast<const char*>(w) + static_cast<size_t>(n) * row_bytes, row.data(), K);
-        F(x, ldx, T, K, row.data(), DType::F32, 0, 1, y + n, ldy, accumulate);
-    }
+    thread_local Q8Rows xq;
+    quantize_q8_rows(x, ldx, T, K, xq);
+    qmatmul_rows_fn()(xq, 0, T, w, wt, n0, n1, y, ldy, accumulate);
 }
 
 }  // namespace
@@ -49,6 +45,13 @@ MatmulRowsFn matmul_rows_fn() {
     return cpu_isa() == CpuIsa::Avx512 ? rows_any<matmul_rows_avx512> : rows_any<matmul_rows_avx2>;
 }
 
+QMatmulRowsFn qmatmul_rows_fn() {
+    return cpu_isa() == CpuIsa::Avx512 && cpu_features().avx512_vnni ? qmatmul_rows_vnni : qmatmul_rows_avx2;
+}
+
+void quantize_q8_rows(const float* x, int64_t ldx, int64_t T, int64_t K, Q8Rows& out) {
+    quantize_q8_rows_avx2(x, ldx, T, K, out);
+}
 
 void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
     const int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);
@@ -56,16 +59,24 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) 
     const float* xp = static_cast<const float*>(x.data);
     float* yp = static_cast<float*>(y.data);
     const int64_t ldx = x.stride[0], ldy = y.stride[0];
+    const bool quantized = is_quantized(w.dtype);
     const MatmulRowsFn fn = matmul_rows_fn();
+    const QMatmulRowsFn qfn = qmatmul_rows_fn();
+    Q8Rows xq;
+    if (quantized) quantize_q8_rows(xp, ldx, T, K, xq);   // once for all rows
     // Rows split over workers in multiples of the 4-row tile; small problems stay on one thread.
     const int64_t row_tiles = (N + 3) / 4;
     auto body = [&](int64_t b, int64_t e, int) {
         const int64_t n0 = b * 4, n1 = std::min(N, e * 4);
         for (int64_t t0 = 0; t0 < T; t0 += kTokenBlock) {
             const int64_t nt = std::min(kTokenBlock, T - t0);
-            for (int64_t r = n0; r < n1; r += kRowBlock)
-                fn(xp + t0 * ldx, ldx, nt, K, w.data, w.dtype, r, std::min(n1, r + kRowBlock), yp + t0 * ldy, ldy,
-                   accumulate);
+            for (int64_t r = n0; r < n1; r += kRowBlock) {
+                const int64_t r1 = std::min(n1, r + kRowBlock);
+                if (quantized)
+                    qfn(xq, t0, nt, w.data, w.dtype, r, r1, yp + t0 * ldy, ldy, accumulate);
+                else
+                    fn(xp + t0 * ldx, ldx, nt, K, w.data, w.dtype, r, r1, yp + t0 * ldy, ldy, accumulate);
+            }
         }
     };
     if (N >= 16 && N * K * T >= (int64_t{1} << 16))

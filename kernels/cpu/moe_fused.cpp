@@ -11,6 +11,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/qmatmul.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/ref/ref.h"
 
@@ -75,6 +76,20 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
             slots[si++].weight = 1.0f / (1.0f + std::exp(-g));
         }
     }
+    // Block-quantized weights: x quantized once here (not per row block), each slot's h after phase 1.
+    const QMatmulRowsFn qfn = qmatmul_rows_fn();
+    Q8Rows xq;
+    bool any_quantized = false;
+    for (const Slot& sl : slots) any_quantized = any_quantized || is_quantized(sl.w->gate.dtype) ||
+                                                 is_quantized(sl.w->up.dtype) || is_quantized(sl.w->down.dtype);
+    if (any_quantized) quantize_q8_rows(xp, ldx, T, D, xq);
+    // y[r0, r1) of the slot's projection w . x_t (y indexed by row).
+    auto project = [&](const Tensor& w, int64_t t, int64_t r0, int64_t r1, float* y, int64_t ld) {
+        if (is_quantized(w.dtype))
+            qfn(xq, t, 1, w.data, w.dtype, r0, r1, y, ld, false);
+        else
+            fn(xp + t * ldx, ldx, 1, D, w.data, w.dtype, r0, r1, y, ld, false);
+    };
     // Phase 1: h = silu(gate x) * (up x) for every slot, by row blocks.
     parallel_ranges(n_items, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
@@ -82,22 +97,32 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
             const int64_t r0 = items[i].second, F = sl.w->gate.dim(0), r1 = std::min(F, r0 + kRows);
             float* hp = h.data() + sl.h_off;
             float* up_p = up.data() + sl.h_off;
-            fn(xp + sl.t * ldx, ldx, 1, D, sl.w->gate.data, sl.w->gate.dtype, r0, r1, hp, F, false);
-            fn(xp + sl.t * ldx, ldx, 1, D, sl.w->up.data, sl.w->up.dtype, r0, r1, up_p, F, false);
+            project(sl.w->gate, sl.t, r0, r1, hp, F);
+            project(sl.w->up, sl.t, r0, r1, up_p, F);
             for (int64_t r = r0; r < r1; ++r) hp[r] = hp[r] / (1.0f + std::exp(-hp[r])) * up_p[r];
         }
     });
+    std::vector<Q8Rows> hq(slots.size());
+    for (size_t s = 0; s < slots.size(); ++s)
+        if (is_quantized(slots[s].w->down.dtype)) {
+            const int64_t F = slots[s].w->gate.dim(0);
+            quantize_q8_rows(h.data() + slots[s].h_off, F, 1, F, hq[s]);
+        }
     // Phase 2: out[t, n] = sum over the token's slots of weight * (down[n, :] . h), by output rows.
     parallel_ranges(n_dblocks, [&](int64_t b0, int64_t b1, int) {
         float y[kRows];
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t n0 = b * kRows, n1 = std::min(D, n0 + kRows);
             for (int64_t t = 0; t < T; ++t) std::fill(detail::frow(out, t) + n0, detail::frow(out, t) + n1, 0.0f);
-            for (const Slot& sl : slots) {
+            for (size_t s = 0; s < slots.size(); ++s) {
+                const Slot& sl = slots[s];
                 const int64_t F = sl.w->gate.dim(0);
                 // y[0 .. n1-n0) = down rows [n0, n1) . h
                 const char* down = static_cast<const char*>(sl.w->down.data) + dtype_bytes(sl.w->down.dtype, n0 * F);
-                fn(h.data() + sl.h_off, F, 1, F, down, sl.w->down.dtype, 0, n1 - n0, y, 0, false);
+                if (is_quantized(sl.w->down.dtype))
+                    qfn(hq[s], 0, 1, down, sl.w->down.dtype, 0, n1 - n0, y, 0, false);
+                else
+                    fn(h.data() + sl.h_off, F, 1, F, down, sl.w->down.dtype, 0, n1 - n0, y, 0, false);
                 float* o = detail::frow(out, sl.t);
                 for (int64_t n = n0; n < n1; ++n) o[n] += sl.weight * y[n - n0];
             }

@@ -136,7 +136,7 @@ TEST(CliForward, BadInputIsAClearError) {
     EXPECT_NE(r.out.find("exceeds max_position_embeddings = 256"), std::string::npos) << r.out;
     r = run_cli("generate --model /nonexistent/dir --ids " + ok.string());
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.out.find("model folder '/nonexistent/dir' does not exist"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("model '/nonexistent/dir' does not exist"), std::string::npos) << r.out;
 }
 
 }  // namespace

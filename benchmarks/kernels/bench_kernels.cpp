@@ -224,6 +224,48 @@ int main(int argc, char** argv) {
                             dtype_name(t), ge, 100 * ge / rd, gp, 100 * gp / rd, rd, ge / bpw, gp / bpw);
             }
         }
+        {   // MoE block decode (T=1): 64 experts [512 x 2048] top-10 + shared expert, quantized, fresh layers
+            const int64_t E = 64, D = 2048, F = 512, layers = 8 / div;
+            for (DType t : {DType::Q8_0, DType::Q4_K}) {
+                std::vector<QGemvSet> mats;   // per layer: 3 * (E + 1) matrices
+                std::vector<std::vector<FfnWeights>> experts(static_cast<size_t>(layers));
+                std::vector<float> router(static_cast<size_t>(E * D)), sg(static_cast<size_t>(D), 0.01f);
+                std::mt19937 gen(5);
+                std::normal_distribution<float> nd(0.0f, 1.0f);
+                for (float& v : router) v = nd(gen);
+                mats.reserve(static_cast<size_t>(layers * 2));
+                for (int64_t l = 0; l < layers; ++l) {
+                    mats.emplace_back(F, D, 2 * (E + 1), t);   // gate, up of every expert (+ shared)
+                    mats.emplace_back(D, F, E + 1, t);         // down
+                }
+                const size_t gu = dtype_bytes(t, F * D), dn = dtype_bytes(t, D * F);
+                for (int64_t l = 0; l < layers; ++l)
+                    for (int64_t e = 0; e <= E; ++e) {
+                        const uint8_t* g = mats[static_cast<size_t>(2 * l)].w.data();
+                        const uint8_t* d = mats[static_cast<size_t>(2 * l + 1)].w.data();
+                        experts[static_cast<size_t>(l)].push_back(
+                            {Tensor::view(g + static_cast<size_t>(2 * e) * gu, t, {F, D}),
+                             Tensor::view(g + static_cast<size_t>(2 * e + 1) * gu, t, {F, D}),
+                             Tensor::view(d + static_cast<size_t>(e) * dn, t, {D, F})});
+                    }
+                std::vector<float> x(static_cast<size_t>(D)), out(static_cast<size_t>(D));
+                for (float& v : x) v = nd(gen);
+                const double tm = best_of(reps, [&] {
+                    for (int64_t l = 0; l < layers; ++l) {
+                        MoeBlockWeights w;
+                        w.router = Tensor::f32(router.data(), {E, D});
+                        w.experts = std::span<const FfnWeights>(experts[static_cast<size_t>(l)].data(), static_cast<size_t>(E));
+                        w.shared = experts[static_cast<size_t>(l)][static_cast<size_t>(E)];
+                        w.shared_gate = Tensor::f32(sg.data(), {1, D});
+                        w.top_k = 10;
+                        moe_block(Tensor::f32(x.data(), {1, D}), w, Tensor::f32(out.data(), {1, D}));
+                    }
+                }) / static_cast<double>(layers);
+                const double bytes = 11.0 * static_cast<double>(2 * gu + dn) + static_cast<double>(E * D * 4);
+                std::printf("%s MoE block decode [64 x 512x2048, top-10 + shared]: %.3f ms/layer, %.2f GB/s of its %.1f MB\n",
+                            dtype_name(t), tm * 1e3, bytes / tm / 1e9, bytes / 1e6);
+            }
+        }
         {   // quantized prefill GEMM: T=512 through [2048 x 2048]
             const int64_t T = 512, K = 2048, N = 2048;
             std::vector<float> x(static_cast<size_t>(T * K), 0.25f), y(static_cast<size_t>(T * N));

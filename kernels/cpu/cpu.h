@@ -18,6 +18,7 @@ void shared_expert(const Tensor& x, const FfnWeights& w, const Tensor& gate_w, c
 // Whole MoE block; T <= kFusedMoeMaxTokens runs in one parallel region (cpu/moe_fused.cpp).
 constexpr int64_t kFusedMoeMaxTokens = 8;
 void moe_block(const Tensor& x, const MoeBlockWeights& w, const Tensor& out);
+void conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& state, const Tensor& out, bool apply_silu);
 void gdn_recurrent(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                    const Tensor& beta, const Tensor& state, const Tensor& out, float scale);
 void gdn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,

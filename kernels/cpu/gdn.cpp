@@ -163,6 +163,42 @@ void gdn_recurrent(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
         body(0, d.Hv, 0);
 }
 
+// Causal depthwise conv: each channel's K weights read once into f32, then every token's output from the
+// [state | x] window (f32 accumulation; the reference accumulates in f64). The state rows are updated after
+// all outputs are written, from the same window.
+void conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& state, const Tensor& out, bool apply_silu) {
+    const int64_t T = x.dim(0), C = x.dim(1), K = w.dim(1), H = K - 1;
+    const float* xp = static_cast<const float*>(x.data);
+    float* sp = static_cast<float*>(state.data);
+    float* op = static_cast<float*>(out.data);
+    const int64_t lx = x.stride[0], ls = state.stride[0], lo = out.stride[0];
+    const char* wp = static_cast<const char*>(w.data);
+    const size_t w_row = dtype_bytes(w.dtype, K);
+    auto body = [&](int64_t c0, int64_t c1, int) {
+        std::vector<float> wk(static_cast<size_t>(K)), ns(static_cast<size_t>(H));
+        for (int64_t c = c0; c < c1; ++c) {
+            for (int64_t j = 0; j < K; ++j)
+                wk[static_cast<size_t>(j)] = detail::load(wp + static_cast<size_t>(c) * w_row, w.dtype, j);
+            // window value r: state row r (r < H), else x row r - H
+            auto xe = [&](int64_t r) { return r < H ? sp[r * ls + c] : xp[(r - H) * lx + c]; };
+            for (int64_t t = 0; t < T; ++t) {
+                float acc = 0.0f;
+                for (int64_t j = 0; j < K; ++j) acc += wk[static_cast<size_t>(j)] * xe(t + j);
+                op[t * lo + c] = apply_silu ? detail::silu_f(acc) : acc;
+            }
+            for (int64_t i = 0; i < H; ++i) ns[static_cast<size_t>(i)] = xe(T + i);
+            for (int64_t i = 0; i < H; ++i) sp[i * ls + c] = ns[static_cast<size_t>(i)];
+        }
+    };
+    // Channels in blocks of 64 over the workers (one token of the 80B: 8192 channels x 4 taps).
+    const int64_t blocks = (C + 63) / 64;
+    auto blocked = [&](int64_t b0, int64_t b1, int wk) { body(b0 * 64, std::min(C, b1 * 64), wk); };
+    if (T * C * K >= (int64_t{1} << 16))
+        parallel_ranges(blocks, blocked);
+    else
+        blocked(0, blocks, 0);
+}
+
 void gdn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                  const Tensor& state, const Tensor& out, float scale, int64_t chunk) {
     const Dims d = dims(q, v);

@@ -4,6 +4,8 @@
 // Compared against cpu/ref by tests/kernels/test_ops.cpp (Matmul.*, Moe.*, Ffn.*).
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -49,21 +51,33 @@ QMatmulRowsFn qmatmul_rows_fn() {
     return cpu_isa() == CpuIsa::Avx512 && cpu_features().avx512_vnni ? qmatmul_rows_vnni : qmatmul_rows_avx2;
 }
 
-void quantize_q8_rows(const float* x, int64_t ldx, int64_t T, int64_t K, Q8Rows& out) {
-    quantize_q8_rows_avx2(x, ldx, T, K, out);
+void quantize_q8_rows(const float* x, int64_t ldx, int64_t T, int64_t K, Q8Rows& o) {
+    if (K % 32 != 0) throw std::invalid_argument("quantize_q8_rows: K = " + std::to_string(K) + " is not a multiple of 32");
+    o.T = T;
+    o.K = K;
+    o.q.resize(static_cast<size_t>(T * K));
+    o.d.resize(static_cast<size_t>(T * K / 32));
+    o.s16.resize(static_cast<size_t>(T * K / 16));
+    const bool k256 = K % 256 == 0;
+    o.qk.resize(k256 ? static_cast<size_t>(T * K) : 0);
+    o.dk.resize(k256 ? static_cast<size_t>(T * K / 256) : 0);
+    o.bsums.resize(k256 ? static_cast<size_t>(T * K / 16) : 0);
+    if (T * K >= (int64_t{1} << 16))
+        parallel_ranges(T, [&](int64_t t0, int64_t t1, int) { quantize_q8_rows_avx2(x, ldx, t0, t1, o); });
+    else
+        quantize_q8_rows_avx2(x, ldx, 0, T, o);
 }
 
-void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
-    const int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);
+namespace {
+
+// y (+)= x w^T with x given as f32 (xp) and, for block-quantized w, already quantized (xq).
+void matmul_impl(const float* xp, int64_t ldx, const Q8Rows* xq, int64_t T, int64_t K, const Tensor& w, float* yp,
+                 int64_t ldy, bool accumulate) {
+    const int64_t N = w.dim(0);
     if (T == 0 || N == 0) return;
-    const float* xp = static_cast<const float*>(x.data);
-    float* yp = static_cast<float*>(y.data);
-    const int64_t ldx = x.stride[0], ldy = y.stride[0];
     const bool quantized = is_quantized(w.dtype);
     const MatmulRowsFn fn = matmul_rows_fn();
     const QMatmulRowsFn qfn = qmatmul_rows_fn();
-    Q8Rows xq;
-    if (quantized) quantize_q8_rows(xp, ldx, T, K, xq);   // once for all rows
     // Rows split over workers in multiples of the 4-row tile; small problems stay on one thread.
     const int64_t row_tiles = (N + 3) / 4;
     auto body = [&](int64_t b, int64_t e, int) {
@@ -73,7 +87,7 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) 
             for (int64_t r = n0; r < n1; r += kRowBlock) {
                 const int64_t r1 = std::min(n1, r + kRowBlock);
                 if (quantized)
-                    qfn(xq, t0, nt, w.data, w.dtype, r, r1, yp + t0 * ldy, ldy, accumulate);
+                    qfn(*xq, t0, nt, w.data, w.dtype, r, r1, yp + t0 * ldy, ldy, accumulate);
                 else
                     fn(xp + t0 * ldx, ldx, nt, K, w.data, w.dtype, r, r1, yp + t0 * ldy, ldy, accumulate);
             }
@@ -85,11 +99,24 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) 
         body(0, row_tiles, 0);
 }
 
+}  // namespace
+
+void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) {
+    const int64_t T = x.dim(0), K = x.dim(1);
+    const float* xp = static_cast<const float*>(x.data);
+    Q8Rows xq;
+    if (is_quantized(w.dtype) && T > 0) quantize_q8_rows(xp, x.stride[0], T, K, xq);   // once for all rows
+    matmul_impl(xp, x.stride[0], &xq, T, K, w, static_cast<float*>(y.data), y.stride[0], accumulate);
+}
+
 void ffn_swiglu(const Tensor& x, const FfnWeights& w, const Tensor& out, bool accumulate) {
-    const int64_t T = x.dim(0), F = w.gate.dim(0);
+    const int64_t T = x.dim(0), D = x.dim(1), F = w.gate.dim(0);
     TensorBuffer g(DType::F32, {T, F}), u(DType::F32, {T, F});
-    cpu::matmul(x, w.gate, g, false);  // [T, F]
-    cpu::matmul(x, w.up, u, false);    // [T, F]
+    const float* xp = static_cast<const float*>(x.data);
+    Q8Rows xq;   // gate and up share the quantized x
+    if ((is_quantized(w.gate.dtype) || is_quantized(w.up.dtype)) && T > 0) quantize_q8_rows(xp, x.stride[0], T, D, xq);
+    matmul_impl(xp, x.stride[0], &xq, T, D, w.gate, g.f32(), F, false);  // [T, F]
+    matmul_impl(xp, x.stride[0], &xq, T, D, w.up, u.f32(), F, false);    // [T, F]
     silu_mul_inplace(g.f32(), u.f32(), T * F);
     cpu::matmul(g, w.down, out, accumulate);  // [T, D]
 }

@@ -108,24 +108,24 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
             const int64_t F = slots[s].w->gate.dim(0);
             quantize_q8_rows(h.data() + slots[s].h_off, F, 1, F, hq[s]);
         }
-    // Phase 2: out[t, n] = sum over the token's slots of weight * (down[n, :] . h), by output rows.
+    // Phase 2: out[t, n] = sum over the token's slots of weight * (down[n, :] . h), by output rows: each
+    // worker takes a contiguous range of rows and streams it slot by slot (long reads of each down matrix).
     parallel_ranges(n_dblocks, [&](int64_t b0, int64_t b1, int) {
-        float y[kRows];
-        for (int64_t b = b0; b < b1; ++b) {
-            const int64_t n0 = b * kRows, n1 = std::min(D, n0 + kRows);
-            for (int64_t t = 0; t < T; ++t) std::fill(detail::frow(out, t) + n0, detail::frow(out, t) + n1, 0.0f);
-            for (size_t s = 0; s < slots.size(); ++s) {
-                const Slot& sl = slots[s];
-                const int64_t F = sl.w->gate.dim(0);
-                // y[0 .. n1-n0) = down rows [n0, n1) . h
-                const char* down = static_cast<const char*>(sl.w->down.data) + dtype_bytes(sl.w->down.dtype, n0 * F);
-                if (is_quantized(sl.w->down.dtype))
-                    qfn(hq[s], 0, 1, down, sl.w->down.dtype, 0, n1 - n0, y, 0, false);
-                else
-                    fn(h.data() + sl.h_off, F, 1, F, down, sl.w->down.dtype, 0, n1 - n0, y, 0, false);
-                float* o = detail::frow(out, sl.t);
-                for (int64_t n = n0; n < n1; ++n) o[n] += sl.weight * y[n - n0];
-            }
+        const int64_t n0 = b0 * kRows, n1 = std::min(D, b1 * kRows);
+        if (n0 >= n1) return;
+        std::vector<float> y(static_cast<size_t>(n1 - n0));
+        for (int64_t t = 0; t < T; ++t) std::fill(detail::frow(out, t) + n0, detail::frow(out, t) + n1, 0.0f);
+        for (size_t s = 0; s < slots.size(); ++s) {
+            const Slot& sl = slots[s];
+            const int64_t F = sl.w->gate.dim(0);
+            // y[0 .. n1-n0) = down rows [n0, n1) . h
+            const char* down = static_cast<const char*>(sl.w->down.data) + dtype_bytes(sl.w->down.dtype, n0 * F);
+            if (is_quantized(sl.w->down.dtype))
+                qfn(hq[s], 0, 1, down, sl.w->down.dtype, 0, n1 - n0, y.data(), 0, false);
+            else
+                fn(h.data() + sl.h_off, F, 1, F, down, sl.w->down.dtype, 0, n1 - n0, y.data(), 0, false);
+            float* o = detail::frow(out, sl.t);
+            for (int64_t n = n0; n < n1; ++n) o[n] += sl.weight * y[static_cast<size_t>(n - n0)];
         }
     });
 }

@@ -13,16 +13,11 @@ void qmatmul_rows_avx2(const Q8Rows& x, int64_t t0, int64_t nt, const void* w, D
     qimpl::qmatmul_rows<false>(x, t0, nt, w, wt, n0, n1, y, ldy, accumulate);
 }
 
-void quantize_q8_rows_avx2(const float* x, int64_t ldx, int64_t T, int64_t K, Q8Rows& o) {
-    if (K % 32 != 0) throw std::invalid_argument("quantize_q8_rows: K = " + std::to_string(K) + " is not a multiple of 32");
-    o.T = T;
-    o.K = K;
-    o.q.resize(static_cast<size_t>(T * K));
-    o.d.resize(static_cast<size_t>(T * K / 32));
-    o.s16.resize(static_cast<size_t>(T * K / 16));
+void quantize_q8_rows_avx2(const float* x, int64_t ldx, int64_t t0, int64_t t1, Q8Rows& o) {
+    const int64_t K = o.K;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = t0; t < t1; ++t) {
         const float* xr = x + t * ldx;
         int8_t* q = o.q.data() + t * K;
         float* d = o.d.data() + t * (K / 32);
@@ -52,6 +47,38 @@ void quantize_q8_rows_avx2(const float* x, int64_t ldx, int64_t T, int64_t K, Q8
             };
             s[2 * b] = db * static_cast<float>(isum(s0));
             s[2 * b + 1] = db * static_cast<float>(isum(s1));
+        }
+    }
+    // Per 256 (the K-quants): one scale per super-block, sums per 16 as int16.
+    if (o.qk.empty()) return;
+    for (int64_t t = t0; t < t1; ++t) {
+        const float* xr = x + t * ldx;
+        int8_t* q = o.qk.data() + t * K;
+        for (int64_t sb = 0; sb < K / 256; ++sb) {
+            const float* xs = xr + sb * 256;
+            __m256 m = _mm256_setzero_ps();
+            for (int i = 0; i < 32; ++i) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(xs + i * 8)));
+            __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_max_ss(h, _mm_movehdup_ps(h));
+            const float amax = _mm_cvtss_f32(h);
+            o.dk[static_cast<size_t>(t * (K / 256) + sb)] = amax / 127.0f;
+            const __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+            int16_t* bs = o.bsums.data() + t * (K / 16) + sb * 16;
+            for (int b = 0; b < 8; ++b) {
+                __m256i qi[4];
+                for (int i = 0; i < 4; ++i) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xs + b * 32 + i * 8), id));
+                const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + sb * 256 + b * 32), _mm256_permutevar8x32_epi32(p, order));
+                const auto isum = [](__m256i a) {
+                    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+                    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4E));
+                    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1));
+                    return _mm_cvtsi128_si32(r);
+                };
+                bs[2 * b] = static_cast<int16_t>(isum(_mm256_add_epi32(qi[0], qi[1])));
+                bs[2 * b + 1] = static_cast<int16_t>(isum(_mm256_add_epi32(qi[2], qi[3])));
+            }
         }
     }
 }

@@ -167,6 +167,25 @@ OpCase ffn_case(int64_t T, int64_t D, int64_t F, DType wt) {
     return c;
 }
 
+OpCase conv_case(int64_t T, int64_t C, int64_t K, DType wt, bool silu) {
+    OpCase c;
+    c.op = "conv1d_causal";
+    c.vars = "T=" + std::to_string(T) + ",C=" + std::to_string(C) + ",K=" + std::to_string(K) + ",w=" + dt(wt) +
+             (silu ? ",silu" : "");
+    c.seed = 6000 + static_cast<uint64_t>(T * 13 + C + K * 7) + (silu ? 1 : 0);
+    c.max_nmse = 1e-12;
+    c.run = [=](uint64_t seed) {
+        Rng r(seed);
+        std::vector<float> x = r.normals(static_cast<size_t>(T * C)), state = r.normals(static_cast<size_t>((K - 1) * C));
+        const Stored w(wt, r.normals(static_cast<size_t>(C * K), 0.5f));
+        std::vector<float> out(static_cast<size_t>(T * C));
+        conv1d_causal(Tensor::f32(x.data(), {T, C}), w.view({C, K}), Tensor::f32(state.data(), {K - 1, C}),
+                      Tensor::f32(out.data(), {T, C}), silu);
+        return Outputs{{"out", out}, {"state", state}};   // the state rows are updated in place
+    };
+    return c;
+}
+
 std::vector<OpCase> all_cases() {
     std::vector<OpCase> v;
     for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
@@ -213,6 +232,10 @@ std::vector<OpCase> all_cases() {
     v.push_back(moe_case(33, 96, 64, 16, 4, true, DType::BF16)); // many tokens per expert (grouped path)
     v.push_back(moe_case(1, 256, 128, 16, 4, true, DType::BF16)); // decode: several row blocks per expert
     v.push_back(moe_case(8, 160, 96, 12, 3, true, DType::F16));   // largest fused-path T
+    v.push_back(conv_case(1, 8192, 4, DType::F32, true));     // decode, the 80B's conv width (threaded)
+    v.push_back(conv_case(1, 40, 4, DType::BF16, false));
+    v.push_back(conv_case(2, 33, 4, DType::F32, true));       // T < K - 1: the new state mixes old state and x
+    v.push_back(conv_case(70, 96, 3, DType::F16, true));      // prefill
     v.push_back(ffn_case(1, 64, 48, DType::BF16));
     v.push_back(ffn_case(6, 80, 40, DType::F32));
     return v;
@@ -331,6 +354,27 @@ TEST(QMatmul, ActivationQuantizationIsExact) {
             }
             for (int h = 0; h < 2; ++h) ASSERT_EQ(q.srow(t)[2 * b + h], q.drow(t)[b] * static_cast<float>(sum[h]));
         }
+    EXPECT_TRUE(q.qk.empty());   // K = 128: no per-256 layout
+    // Per 256: one scale per super-block, int16 sums per 16.
+    const int64_t K2 = 512;
+    std::vector<float> x2 = r.normals(static_cast<size_t>(2 * K2));
+    cpu::quantize_q8_rows(x2.data(), K2, 2, K2, q);
+    for (int64_t t = 0; t < 2; ++t)
+        for (int64_t sb = 0; sb < K2 / 256; ++sb) {
+            float amax = 0;
+            for (int64_t i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x2[static_cast<size_t>(t * K2 + sb * 256 + i)]));
+            ASSERT_EQ(q.dkrow(t)[sb], amax / 127.0f);
+            for (int64_t h = 0; h < 16; ++h) {
+                int sum = 0;
+                for (int64_t i = 0; i < 16; ++i) {
+                    const int64_t k = sb * 256 + h * 16 + i;
+                    const int want = static_cast<int>(std::nearbyint(x2[static_cast<size_t>(t * K2 + k)] * (127.0f / amax)));
+                    ASSERT_EQ(q.qkrow(t)[k], want);
+                    sum += want;
+                }
+                ASSERT_EQ(q.bsrow(t)[sb * 16 + h], sum);
+            }
+        }
     EXPECT_THROW(cpu::quantize_q8_rows(x.data(), ldx, 1, 48, q), std::invalid_argument);
 }
 
@@ -356,8 +400,11 @@ TEST(QMatmul, IntegerKernelsAreExactOnQuantizedActivations) {
             for (int64_t t = 0; t < T; ++t)
                 for (int64_t n = 0; n < N; ++n) {
                     double acc = 0;
+                    const bool k_quant = dtype_block_elems(wt) == 256;   // per-256 activations (Q8Rows::qk)
                     for (int64_t k = 0; k < K; ++k)
-                        acc += double(wf[static_cast<size_t>(n * K + k)]) * double(q.qrow(t)[k]) * double(q.drow(t)[k / 32]);
+                        acc += double(wf[static_cast<size_t>(n * K + k)]) *
+                               (k_quant ? double(q.qkrow(t)[k]) * double(q.dkrow(t)[k / 256])
+                                        : double(q.qrow(t)[k]) * double(q.drow(t)[k / 32]));
                     want[static_cast<size_t>(t * N + n)] = static_cast<float>(acc);
                 }
             for (const auto& [name, fn] : kernels) {

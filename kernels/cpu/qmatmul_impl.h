@@ -200,7 +200,17 @@ struct Q3_K {   // w = d * sc[h] * (u - 4), u = 2 low bits + 4 * (high bit), sc 
 // NR K-quant weight rows against NT tokens: per super-block, sum_h S[h] * (u . q over h) accumulates in int32
 // (maddubs, then madd by the scales), sum_h M[h] * bsum[h] likewise; two f32 FMAs per super-block. The
 // activation loads are shared by the NR rows, the unpacked weights by the NT tokens.
-template <class Q, int NR, int NT>
+// sumi += madd(maddubs(u, x), sc): with VNNI the madd and the add are one vpdpwssd.
+template <bool VNNI>
+inline __m256i scaled_dot(__m256i sumi, __m256i u, __m256i x, __m256i sc) {
+    const __m256i p = _mm256_maddubs_epi16(u, x);
+    if constexpr (VNNI)
+        return _mm256_dpwssd_epi32(sumi, p, sc);
+    else
+        return _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+}
+
+template <class Q, bool VNNI, int NR, int NT>
 inline void tile_k(const Q8Rows& x, int64_t t0, const uint8_t* w, size_t row_bytes, float* y, int64_t ldy,
                    bool accumulate) {
     const int64_t nb = x.K / 256;
@@ -232,7 +242,7 @@ inline void tile_k(const Q8Rows& x, int64_t t0, const uint8_t* w, size_t row_byt
                 const __m256i u = Q::group(b[r], g);
                 const __m256i sc = group_scales(s[r].S, g);
                 for (int j = 0; j < NT; ++j)
-                    sumi[r][j] = _mm256_add_epi32(sumi[r][j], _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv[j]), sc));
+                    sumi[r][j] = scaled_dot<VNNI>(sumi[r][j], u, xv[j], sc);
             }
         }
         for (int j = 0; j < NT; ++j) {
@@ -305,16 +315,16 @@ constexpr bool is_k_quant() {
 }
 
 // Tiles: K-quants 1 row x 1 token (decode) or 2 rows x 4 tokens; 32-value formats 1 row x 4 tokens.
-template <class Q, int NR>
+template <class Q, bool VNNI, int NR>
 void k_rows_nt(const Q8Rows& x, int64_t t0, int64_t nt, const uint8_t* w, size_t row_bytes, float* y, int64_t ldy,
                bool accumulate) {
     for (int64_t t = 0; t < nt; t += 4) {
         float* yt = y + t * ldy;
         switch (nt - t < 4 ? nt - t : 4) {
-            case 4: tile_k<Q, NR, 4>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
-            case 3: tile_k<Q, NR, 3>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
-            case 2: tile_k<Q, NR, 2>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
-            default: tile_k<Q, NR, 1>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
+            case 4: tile_k<Q, VNNI, NR, 4>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
+            case 3: tile_k<Q, VNNI, NR, 3>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
+            case 2: tile_k<Q, VNNI, NR, 2>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
+            default: tile_k<Q, VNNI, NR, 1>(x, t0 + t, w, row_bytes, yt, ldy, accumulate); break;
         }
     }
 }
@@ -335,14 +345,14 @@ void rows(const Q8Rows& x, int64_t t0, int64_t nt, const uint8_t* w, int64_t n0,
                     const char* pf = reinterpret_cast<const char*>(w) + static_cast<size_t>(n + 2) * row_bytes;
                     for (size_t o = 0; o < row_bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
                 }
-                tile_k<Q, 1, 1>(x, t0, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
+                tile_k<Q, VNNI, 1, 1>(x, t0, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
             }
         } else {
             for (; n + 2 <= n1; n += 2)
-                k_rows_nt<Q, 2>(x, t0, nt, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
+                k_rows_nt<Q, VNNI, 2>(x, t0, nt, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
         }
         for (; n < n1; ++n)
-            k_rows_nt<Q, 1>(x, t0, nt, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
+            k_rows_nt<Q, VNNI, 1>(x, t0, nt, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
     } else {
         for (int64_t n = n0; n < n1; ++n) {
             const uint8_t* wr = w + static_cast<size_t>(n) * row_bytes;

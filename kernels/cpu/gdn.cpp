@@ -174,21 +174,29 @@ void conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& state, const 
     const int64_t lx = x.stride[0], ls = state.stride[0], lo = out.stride[0];
     const char* wp = static_cast<const char*>(w.data);
     const size_t w_row = dtype_bytes(w.dtype, K);
+    // One block of channels [c0, c1): weights transposed to [K][block] so that every token's outputs are a
+    // contiguous run over the channels (rows of x and out are read and written in order).
     auto body = [&](int64_t c0, int64_t c1, int) {
-        std::vector<float> wk(static_cast<size_t>(K)), ns(static_cast<size_t>(H));
-        for (int64_t c = c0; c < c1; ++c) {
+        const int64_t nc = c1 - c0;
+        std::vector<float> wt(static_cast<size_t>(K * nc)), acc(static_cast<size_t>(nc)), ns(static_cast<size_t>(H * nc));
+        for (int64_t c = c0; c < c1; ++c)
             for (int64_t j = 0; j < K; ++j)
-                wk[static_cast<size_t>(j)] = detail::load(wp + static_cast<size_t>(c) * w_row, w.dtype, j);
-            // window value r: state row r (r < H), else x row r - H
-            auto xe = [&](int64_t r) { return r < H ? sp[r * ls + c] : xp[(r - H) * lx + c]; };
-            for (int64_t t = 0; t < T; ++t) {
-                float acc = 0.0f;
-                for (int64_t j = 0; j < K; ++j) acc += wk[static_cast<size_t>(j)] * xe(t + j);
-                op[t * lo + c] = apply_silu ? detail::silu_f(acc) : acc;
+                wt[static_cast<size_t>(j * nc + c - c0)] = detail::load(wp + static_cast<size_t>(c) * w_row, w.dtype, j);
+        // window row r of the block: state row r (r < H), else x row r - H
+        auto row = [&](int64_t r) { return r < H ? sp + r * ls + c0 : xp + (r - H) * lx + c0; };
+        for (int64_t t = 0; t < T; ++t) {
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t j = 0; j < K; ++j) {
+                const float* in = row(t + j);
+                const float* wj = wt.data() + j * nc;
+                for (int64_t c = 0; c < nc; ++c) acc[static_cast<size_t>(c)] += wj[c] * in[c];
             }
-            for (int64_t i = 0; i < H; ++i) ns[static_cast<size_t>(i)] = xe(T + i);
-            for (int64_t i = 0; i < H; ++i) sp[i * ls + c] = ns[static_cast<size_t>(i)];
+            float* o = op + t * lo + c0;
+            for (int64_t c = 0; c < nc; ++c) o[c] = apply_silu ? detail::silu_f(acc[static_cast<size_t>(c)]) : acc[static_cast<size_t>(c)];
         }
+        // New state: the last H window rows (copied first: they may be the old state rows themselves).
+        for (int64_t i = 0; i < H; ++i) std::copy_n(row(T + i), nc, ns.data() + i * nc);
+        for (int64_t i = 0; i < H; ++i) std::copy_n(ns.data() + i * nc, nc, sp + i * ls + c0);
     };
     // Channels in blocks of 64 over the workers (one token of the 80B: 8192 channels x 4 taps).
     const int64_t blocks = (C + 63) / 64;

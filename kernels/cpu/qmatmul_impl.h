@@ -106,6 +106,7 @@ struct Q5_1 {
 struct Super {
     float d = 0, moff = 0;
     __m256i S, M;
+    alignas(32) int16_t s16[16];   // S in memory, for broadcast loads when both halves share a scale
 };
 
 // The scales of group g (halves 2g, 2g+1) as int16 lanes for madd: [S[2g] x 8 | S[2g+1] x 8].
@@ -131,6 +132,7 @@ inline __m256i per_half(__m128i bytes8) { return _mm256_cvtepu8_epi16(_mm_unpack
 template <bool kFive>
 struct QK45 {
     static constexpr int kBytes = kFive ? 176 : 144;
+    static constexpr bool kScalePer32 = true;
     static void decode(const uint8_t* b, Super& s) {
         s.d = f16_at(b);
         s.moff = -f16_at(b + 2);
@@ -150,6 +152,7 @@ using Q5_K = QK45<true>;
 
 struct Q6_K {   // w = d * sc[h] * (u - 32), u = 4 low bits (ql) | 2 high bits (qh) << 4
     static constexpr int kBytes = 210;
+    static constexpr bool kScalePer32 = false;
     static void decode(const uint8_t* b, Super& s) {
         s.d = f16_at(b + 208);
         s.moff = -32.0f * s.d;
@@ -166,6 +169,7 @@ struct Q6_K {   // w = d * sc[h] * (u - 32), u = 4 low bits (ql) | 2 high bits (
 
 struct Q2_K {   // w = d * (sc & 15) * u - dmin * (sc >> 4), u 2 bits
     static constexpr int kBytes = 84;
+    static constexpr bool kScalePer32 = false;
     static void decode(const uint8_t* b, Super& s) {
         s.d = f16_at(b + 80);
         s.moff = -f16_at(b + 82);
@@ -179,6 +183,7 @@ struct Q2_K {   // w = d * (sc & 15) * u - dmin * (sc >> 4), u 2 bits
 
 struct Q3_K {   // w = d * sc[h] * (u - 4), u = 2 low bits + 4 * (high bit), sc 6-bit signed
     static constexpr int kBytes = 110;
+    static constexpr bool kScalePer32 = false;
     static int scale(const uint8_t* s, int j) {
         const int lo = j < 8 ? (s[j] & 0x0F) : (s[j - 8] >> 4);
         const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
@@ -230,6 +235,7 @@ inline void tile_k(const Q8Rows& x, int64_t t0, const uint8_t* w, size_t row_byt
         for (int r = 0; r < NR; ++r) {
             b[r] = w + static_cast<size_t>(r) * row_bytes + static_cast<size_t>(blk) * Q::kBytes;
             Q::decode(b[r], s[r]);
+            if constexpr (Q::kScalePer32) _mm256_store_si256(reinterpret_cast<__m256i*>(s[r].s16), s[r].S);
         }
         __m256i sumi[NR][NT];
         for (int r = 0; r < NR; ++r)
@@ -240,7 +246,11 @@ inline void tile_k(const Q8Rows& x, int64_t t0, const uint8_t* w, size_t row_byt
                 xv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[j] + blk * 256 + g * 32));
             for (int r = 0; r < NR; ++r) {
                 const __m256i u = Q::group(b[r], g);
-                const __m256i sc = group_scales(s[r].S, g);
+                __m256i sc;
+                if constexpr (Q::kScalePer32)   // Q4_K / Q5_K: one scale per 32 -> one broadcast load
+                    sc = _mm256_set1_epi16(s[r].s16[2 * g]);
+                else
+                    sc = group_scales(s[r].S, g);
                 for (int j = 0; j < NT; ++j)
                     sumi[r][j] = scaled_dot<VNNI>(sumi[r][j], u, xv[j], sc);
             }

@@ -196,13 +196,13 @@ std::string gguf_summary_to_text(const GgufTypeSummary& s) {
         std::snprintf(buf, sizeof buf, "%.2f MiB", double(b) / (1 << 20));
         return std::string(buf);
     };
-    std::string out = "tensor types         ";
+    std::string out = "tensor types          ";
     bool first = true;
     for (const auto& [type, bytes] : s.bytes_by_type) {
         out += (first ? "" : ", ") + type + " " + std::to_string(s.tensors_by_type.at(type)) + " tensors " + mib(bytes);
         first = false;
     }
-    out += "\ntensor bytes         " + mib(s.total_bytes) + "\nbytes read per token " + mib(s.bytes_per_token) + "\n";
+    out += "\ntensor bytes          " + mib(s.total_bytes) + "\nbytes read per token  " + mib(s.bytes_per_token) + "\n";
     return out;
 }
 

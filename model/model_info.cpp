@@ -120,7 +120,7 @@ nlohmann::ordered_json model_info_to_json(const Qwen3NextConfig& cfg, const Mode
     return j;
 }
 
-std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info) {
+std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info, bool bf16_size) {
     std::ostringstream os;
     os << "model_type            " << cfg.model_type << "\n";
     os << "layers                " << info.layers << " = " << info.linear_attention_layers
@@ -153,7 +153,7 @@ std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info
     os << "recurrent state       " << with_commas(info.recurrent_state_bytes) << " bytes/sequence ("
        << human_bytes(info.recurrent_state_bytes) << ", fp32) + conv " << with_commas(info.conv_state_bytes)
        << " bytes (bf16)\n";
-    os << "weights (bf16)        " << human_bytes(2 * (info.total_params + info.mtp_params)) << "\n";
+    if (bf16_size) os << "weights (bf16)        " << human_bytes(2 * (info.total_params + info.mtp_params)) << "\n";
     return os.str();
 }
 

@@ -28,6 +28,8 @@ struct ModelInfo {
 // `mtp_layers` < 0: use cfg.mtp_num_hidden_layers.
 ModelInfo compute_model_info(const Qwen3NextConfig& cfg, int64_t mtp_layers = -1);
 nlohmann::ordered_json model_info_to_json(const Qwen3NextConfig& cfg, const ModelInfo& info);
-std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info);
+// bf16_size: end with the "weights (bf16)" size line (a config or safetensors folder; a GGUF prints its own
+// tensor types and bytes instead).
+std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info, bool bf16_size = true);
 
 }  // namespace qnext

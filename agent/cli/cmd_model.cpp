@@ -63,7 +63,7 @@ void run_info(const InfoArgs& a) {
         if (gguf) j["gguf"] = gguf_summary_to_json(*gguf);
         std::cout << j.dump(2) << "\n";
     } else {
-        std::cout << "source                " << source << "\n" << model_info_to_text(cfg, info);
+        std::cout << "source                " << source << "\n" << model_info_to_text(cfg, info, /*bf16_size=*/!gguf);
         if (gguf) std::cout << gguf_summary_to_text(*gguf);
     }
 }

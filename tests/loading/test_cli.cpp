@@ -71,7 +71,8 @@ TEST(Cli, InfoOnAGgufFile) {
     EXPECT_EQ(gj["gguf"]["tensor_types"]["Q8_0"]["tensors"], 53);
     EXPECT_EQ(gj["gguf"]["tensor_types"]["F32"]["tensors"], 40);
     Result t = run("info --model " + gguf);
-    EXPECT_NE(t.out.find("tensor types         F32 40 tensors"), std::string::npos) << t.out;
+    EXPECT_NE(t.out.find("tensor types          F32 40 tensors"), std::string::npos) << t.out;
+    EXPECT_EQ(t.out.find("weights (bf16)"), std::string::npos) << t.out;   // the file's own bytes instead
     Result bad = run("info --model " + std::string(QNEXT_SOURCE_DIR) + "/tests/data/loading/gguf/small.gguf");
     EXPECT_EQ(bad.code, 1);
     EXPECT_NE(bad.out.find("small.gguf: metadata 'qwen3next.embedding_length' is missing"), std::string::npos) << bad.out;

@@ -6,12 +6,14 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unistd.h>
 
 #include "agent/cli/commands.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/model_folder.h"
 #include "model/gguf.h"
+#include "model/gguf_export.h"
 #include "model/gguf_model.h"
 #include "model/model_info.h"
 
@@ -31,6 +33,25 @@ struct MakeArgs {
     int64_t mtp = -1;
     bool fused = false;
 };
+
+struct QuantizeArgs {
+    std::string model, out, type = "q8_0";
+};
+
+void run_quantize(const QuantizeArgs& a, bool quiet) {
+    GgufExportOptions o;
+    o.type = a.type;
+    const bool tty = !quiet && isatty(STDERR_FILENO);
+    if (tty)
+        o.progress = [](size_t done, size_t total, const std::string& name) {
+            std::fprintf(stderr, "\r  %zu/%zu %-48.48s", done, total, name.c_str());
+            if (done == total) std::fprintf(stderr, "\n");
+        };
+    const GgufExportResult r = export_gguf(a.model, a.out, o);
+    if (!quiet)
+        std::fprintf(stderr, "wrote %s: %zu tensors, %.2f MiB (%s)\n", a.out.c_str(), r.tensors, double(r.bytes) / (1 << 20),
+                     a.type.c_str());
+}
 
 void run_info(const InfoArgs& a) {
     if (a.config.empty() == a.model.empty()) throw std::runtime_error("info: give exactly one of --config FILE or --model DIR");
@@ -122,6 +143,18 @@ void add_model_commands(Context& ctx) {
                  "store experts fused (mlp.experts.gate_up_proj [E,2I,H], down_proj [E,H,I]) instead of per expert");
     Context* c = &ctx;
     mc->callback([mk, c] { run_make_checkpoint(*mk, c->quiet); });
+
+    auto qa = std::make_shared<QuantizeArgs>();
+    CLI::App* qc = ctx.app->add_subcommand(
+        "quantize", "write a Hugging Face Qwen3-Next folder as a qwen3next GGUF (llama.cpp's layout and metadata)");
+    qc->add_option("--model", qa->model, "Hugging Face folder (config.json, safetensors, tokenizer.json)")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    qc->add_option("--type", qa->type, "weight type of the matrices (norms, gates, conv stay f32)")
+        ->check(CLI::IsMember({"q8_0", "bf16", "f16", "f32"}))
+        ->capture_default_str();
+    qc->add_option("--out", qa->out, "output .gguf file")->required();
+    qc->callback([qa, c] { run_quantize(*qa, c->quiet); });
 }
 
 }  // namespace qnext::cli

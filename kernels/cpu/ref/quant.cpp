@@ -1,6 +1,8 @@
 // Reference dequantizers of the GGML block formats, written from the format definitions: plain loops,
 // one value at a time, in the operation order of gguf-py's numpy reference (d*scale first, then times
 // the quant, minus dmin*min), so results are bit-exact with it.
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -210,6 +212,39 @@ void dequantize_row(QType type, const void* src, float* dst, int64_t n) {
             case QType::Q5_K: block_q45_k(b, y, true); break;
             case QType::Q6_K: block_q6_k(b, y); break;
         }
+    }
+}
+
+void quantize_row(QType type, const float* src, void* dst, int64_t n) {
+    qtype_row_bytes(type, n);   // validates n
+    auto* out = static_cast<uint8_t*>(dst);
+    auto put16 = [](uint8_t* p, uint16_t v) {
+        p[0] = static_cast<uint8_t>(v & 0xff);
+        p[1] = static_cast<uint8_t>(v >> 8);
+    };
+    switch (type) {
+        case QType::F32: __builtin_memcpy(out, src, static_cast<size_t>(n) * 4); return;
+        case QType::F16:
+            for (int64_t i = 0; i < n; ++i) put16(out + 2 * i, f32_to_f16(src[i]));
+            return;
+        case QType::BF16:
+            for (int64_t i = 0; i < n; ++i) put16(out + 2 * i, f32_to_bf16(src[i]));
+            return;
+        case QType::Q8_0:
+            for (int64_t b = 0; b < n / 32; ++b) {
+                const float* x = src + b * 32;
+                uint8_t* blk = out + b * 34;
+                float amax = 0.0f;
+                for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+                const float d = amax / 127.0f;
+                const float id = d != 0.0f ? 1.0f / d : 0.0f;
+                put16(blk, f32_to_f16(d));
+                for (int i = 0; i < 32; ++i) blk[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::round(x[i] * id)));
+            }
+            return;
+        default:
+            throw std::invalid_argument(std::string("quantize_row: ") + std::string(info(type).name) +
+                                        " quantization is not implemented (q8_0, f16, bf16, f32 are)");
     }
 }
 

@@ -358,6 +358,10 @@ void rows(const Q8Rows& x, int64_t t0, int64_t nt, const uint8_t* w, int64_t n0,
                 tile_k<Q, VNNI, 1, 1>(x, t0, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
             }
         } else {
+            // 4 rows x 4 tokens where the VNNI build has the 32 vector registers for it, else 2 x 4.
+            constexpr int kNr = VNNI ? 4 : 2;
+            for (; n + kNr <= n1; n += kNr)
+                k_rows_nt<Q, VNNI, kNr>(x, t0, nt, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
             for (; n + 2 <= n1; n += 2)
                 k_rows_nt<Q, VNNI, 2>(x, t0, nt, w + static_cast<size_t>(n) * row_bytes, row_bytes, y + n, ldy, accumulate);
         }

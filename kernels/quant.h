@@ -38,9 +38,11 @@ namespace ref {
 // Dequantizes `n` values (a multiple of the block size; std::invalid_argument otherwise) from the
 // blocks at `src` into `dst`.
 void dequantize_row(QType type, const void* src, float* dst, int64_t n);
-// Quantizes `n` values into blocks of `type` (F32, F16, BF16, Q8_0), exactly as llama.cpp's reference
-// quantizer / gguf-py's numpy one: Q8_0 d = max|x| / 127 (stored f16), q = roundf(x / d) (half away from
-// zero). std::invalid_argument for other types or n not a multiple of the block.
+// Quantizes `n` values into blocks of `type`: F32, F16, BF16; Q8_0 exactly as llama.cpp's reference quantizer
+// and gguf-py's numpy one (d = max|x| / 127 stored f16, q = roundf(x / d), half away from zero); Q6_K, Q5_K,
+// Q4_K, Q5_0, Q5_1 by a weighted least-squares fit of each block's scales (and minima) over a grid of
+// candidates (not bit-identical to llama-quantize; error measured against it in test_quant).
+// std::invalid_argument for other types or n not a multiple of the block.
 void quantize_row(QType type, const float* src, void* dst, int64_t n);
 }  // namespace ref
 

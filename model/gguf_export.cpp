@@ -20,14 +20,36 @@ namespace {
 namespace fs = std::filesystem;
 using Shape = std::vector<int64_t>;
 
-// GGML type ids and GGUF file types (llama_ftype) for the export types.
+// The export types: the matrices' type, and for the K-quant mixes llama-quantize's per-tensor choices
+// (llama.cpp tests/snapshots/qwen3-coder-next.schema; the same rule on our 5-block test model is checked
+// against llama-quantize's own files in test_gguf_export): the output matrix Q6_K; attn_v / attn_qkv and the
+// ffn_down tensors Q6_K in the layers use_more_bits picks; for 8-expert models attn_v / attn_qkv / attn_k Q8_0
+// and attn_output Q5_K (Q4_K_M); rows that are not whole 256-value super-blocks fall back to Q5_0 / Q5_1 /
+// Q8_0 for Q4_K / Q5_K / Q6_K.
 struct ExportType {
     const char* name;
     kern::QType matrix;   // 2-D weight matrices
-    uint32_t file_type;   // general.file_type
+    uint32_t file_type;   // general.file_type (llama_ftype)
+    bool k_mix;           // Q6_K for the output and the more-bits tensors
 };
 constexpr ExportType kTypes[] = {
-    {"q8_0", kern::QType::Q8_0, 7}, {"bf16", kern::QType::BF16, 32}, {"f16", kern::QType::F16, 1}, {"f32", kern::QType::F32, 0}};
+    {"q8_0", kern::QType::Q8_0, 7, false},  {"bf16", kern::QType::BF16, 32, false},
+    {"f16", kern::QType::F16, 1, false},    {"f32", kern::QType::F32, 0, false},
+    {"q4_k_m", kern::QType::Q4_K, 15, true}, {"q5_k_m", kern::QType::Q5_K, 17, true},
+    {"q6_k", kern::QType::Q6_K, 18, true},
+};
+
+// llama.cpp's use_more_bits: the first and last eighth of the blocks and every third one between.
+bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+kern::QType fallback(kern::QType t) {
+    switch (t) {
+        case kern::QType::Q4_K: return kern::QType::Q5_0;
+        case kern::QType::Q5_K: return kern::QType::Q5_1;
+        case kern::QType::Q6_K: return kern::QType::Q8_0;
+        default: return kern::QType::F32;
+    }
+}
 
 [[noreturn]] void fail(const fs::path& dir, const std::string& msg) {
     throw std::runtime_error("quantize: " + dir.string() + ": " + msg);
@@ -70,10 +92,10 @@ struct Planned {
 
 class Plan {
 public:
-    Plan(const fs::path& dir, kern::QType matrix) : dir_(dir), matrix_(matrix) {}
+    Plan(const fs::path& dir, const ExportType& type, int64_t blocks, int64_t experts)
+        : dir_(dir), type_(type), blocks_(blocks), experts_(experts) {}
 
-    // A weight matrix (quantized to the export type when its rows are whole blocks, else f32 as llama.cpp's
-    // converter falls back).
+    // A weight matrix, stored as the export type's choice for it.
     void matrix(const std::string& name, const TensorView& v) { add(name, v.shape, true, [this, v] { return to_f32(v, dir_); }); }
     // Kept f32 (norms, gates, conv, router).
     void f32(const std::string& name, const Shape& shape, std::function<std::vector<float>()> fn) {
@@ -95,16 +117,37 @@ public:
     const fs::path& dir() const { return dir_; }
 
 private:
+    kern::QType matrix_type(const std::string& name) const {
+        if (!type_.k_mix) return type_.matrix;
+        if (name == "output.weight") return kern::QType::Q6_K;
+        if (name.rfind("blk.", 0) != 0) return type_.matrix;
+        const int64_t blk = std::stoll(name.substr(4, name.find('.', 4) - 4));
+        const std::string t = name.substr(name.find('.', 4) + 1);
+        const bool mix = type_.matrix != kern::QType::Q6_K;   // Q4_K_M, Q5_K_M
+        if (t == "attn_v.weight" || t == "attn_qkv.weight") {
+            if (experts_ == 8) return kern::QType::Q8_0;   // llama.cpp's rule for 8-expert models
+            if (mix && use_more_bits(blk, blocks_)) return kern::QType::Q6_K;
+        } else if (t == "attn_k.weight") {
+            if (experts_ == 8) return kern::QType::Q8_0;
+        } else if (t == "attn_output.weight") {
+            if (experts_ == 8 && type_.matrix == kern::QType::Q4_K) return kern::QType::Q5_K;
+        } else if (t == "ffn_down_exps.weight" || t == "ffn_down_shexp.weight" || t == "ffn_down.weight") {
+            if (mix && use_more_bits(blk, blocks_)) return kern::QType::Q6_K;
+        }
+        return type_.matrix;
+    }
     void add(const std::string& name, const Shape& shape, bool is_matrix, std::function<std::vector<float>()> fn) {
         kern::QType type = kern::QType::F32;
         if (is_matrix && shape.size() >= 2) {
-            const auto info = kern::qtype_info(static_cast<uint32_t>(matrix_));
-            type = shape.back() % info->block_elems == 0 ? matrix_ : kern::QType::F32;
+            type = matrix_type(name);
+            if (shape.back() % kern::qtype_info(static_cast<uint32_t>(type))->block_elems != 0) type = fallback(type);
+            if (shape.back() % kern::qtype_info(static_cast<uint32_t>(type))->block_elems != 0) type = kern::QType::F32;
         }
         t_.push_back({name, shape, type, std::move(fn)});
     }
     fs::path dir_;
-    kern::QType matrix_;
+    ExportType type_;
+    int64_t blocks_, experts_;
     std::vector<Planned> t_;
 };
 
@@ -284,7 +327,7 @@ GgufExportResult export_gguf(const fs::path& hf_dir, const fs::path& out, const 
         if (o.type == t.name) et = &t;
     if (!et)
         throw std::runtime_error("quantize: --type '" + o.type +
-                                 "' is not supported (q8_0, bf16, f16, f32; the K-quant recipes are not written yet)");
+                                 "' is not supported (q8_0, q6_k, q5_k_m, q4_k_m, bf16, f16, f32)");
     if (fs::is_regular_file(hf_dir)) fail(hf_dir, "is a file; quantize reads a Hugging Face folder (config.json + safetensors)");
     LoadOptions lo;
     lo.progress = false;
@@ -293,12 +336,14 @@ GgufExportResult export_gguf(const fs::path& hf_dir, const fs::path& out, const 
     const Qwen3NextConfig& c = m.config;
     const Qwen3NextWeights& W = m.weights;
 
-    Plan p(hf_dir, et->matrix);
-    p.matrix("token_embd.weight", W.embed_tokens);
+    const int64_t n_mtp = W.mtp ? static_cast<int64_t>(W.mtp->layers.size()) : 0;
+    Plan p(hf_dir, *et, c.num_hidden_layers + n_mtp, c.num_experts);
+    // Tied embeddings: token_embd is also the output matrix (and gets the output's type, as llama-quantize does).
+    p.matrix(c.tie_word_embeddings ? "output.weight" : "token_embd.weight", W.embed_tokens);
+    if (c.tie_word_embeddings) p.tensors().back().name = "token_embd.weight";
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) plan_layer(p, c, W.layers[static_cast<size_t>(i)], i);
     p.norm("output_norm.weight", W.final_norm);
     if (!c.tie_word_embeddings) p.matrix("output.weight", W.lm_head);
-    const int64_t n_mtp = W.mtp ? static_cast<int64_t>(W.mtp->layers.size()) : 0;
     for (int64_t j = 0; j < n_mtp; ++j) {
         const int64_t blk = c.num_hidden_layers + j;
         const std::string pre = "blk." + std::to_string(blk) + ".nextn.";

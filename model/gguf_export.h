@@ -4,7 +4,9 @@
 // MTP layer as block num_hidden_layers with nextn.* tensors; the same metadata keys; the tokenizer as
 // tokenizer.ggml.* and the chat template). All arithmetic is f32, as the converter's, so a Q8_0 export of a
 // checkpoint is byte-identical, tensor by tensor, to `convert_hf_to_gguf.py --outtype q8_0` of it
-// (tests/loading/test_gguf_export.cpp). Tensors stream one at a time: memory stays at one tensor.
+// (tests/loading/test_gguf_export.cpp). The K-quant mixes (q4_k_m, q5_k_m, q6_k) pick llama-quantize's type
+// per tensor; their block fits are qnext's own (kern::ref::quantize_row), not bit-identical to llama-quantize.
+// Tensors stream one at a time: memory stays at one tensor.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -14,7 +16,7 @@
 namespace qnext {
 
 struct GgufExportOptions {
-    std::string type = "q8_0";   // q8_0 | bf16 | f16 | f32 (the matrices; norms, gates, conv stay f32)
+    std::string type = "q8_0";   // q8_0 | q6_k | q5_k_m | q4_k_m | bf16 | f16 | f32 (norms, gates, conv stay f32)
     std::function<void(size_t done, size_t total, const std::string& tensor)> progress;
 };
 

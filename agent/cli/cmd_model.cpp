@@ -151,7 +151,7 @@ void add_model_commands(Context& ctx) {
         ->required()
         ->check(CLI::ExistingDirectory);
     qc->add_option("--type", qa->type, "weight type of the matrices (norms, gates, conv stay f32)")
-        ->check(CLI::IsMember({"q8_0", "bf16", "f16", "f32"}))
+        ->check(CLI::IsMember({"q8_0", "q6_k", "q5_k_m", "q4_k_m", "bf16", "f16", "f32"}))
         ->capture_default_str();
     qc->add_option("--out", qa->out, "output .gguf file")->required();
     qc->callback([qa, c] { run_quantize(*qa, c->quiet); });

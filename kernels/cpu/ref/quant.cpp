@@ -145,6 +145,188 @@ void block_q6_k(const uint8_t* b, float* y) {
     }
 }
 
+
+// ---- quantizers ---------------------------------------------------------------------------------------------
+// Q8_0 follows llama.cpp's reference exactly. The others fit each (sub-)block by weighted least squares over a
+// small grid of candidate scales (importance w_i = rms(x) + |x_i|, the usual choice for these formats), then
+// quantize the sub-block scales themselves, then re-round every value against the final scales.
+
+int nearest(float v) { return static_cast<int>(std::nearbyint(v)); }
+void put_f16(uint8_t* p, float v) {
+    const uint16_t h = f32_to_f16(v);
+    p[0] = static_cast<uint8_t>(h & 0xff);
+    p[1] = static_cast<uint8_t>(h >> 8);
+}
+
+// Fits x[i] ~ scale * q[i] + mn with q in [0, nmax] (mn <= 0): returns scale, sets mn. Weighted by w.
+float fit_affine(const float* x, const float* w, int n, int nmax, float& mn) {
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+    lo = std::min(lo, 0.0f);
+    if (hi <= lo) {
+        mn = lo;
+        return 0.0f;
+    }
+    float best_err = INFINITY, best_scale = (hi - lo) / static_cast<float>(nmax), best_min = lo;
+    for (int step = 0; step <= 20; ++step) {
+        const float iscale = (static_cast<float>(nmax) - 1.0f + 0.1f * static_cast<float>(step)) / (hi - lo);
+        double sw = 0, sq = 0, sq2 = 0, sx = 0, sqx = 0;
+        int q[256];
+        for (int i = 0; i < n; ++i) {
+            q[i] = std::clamp(nearest(iscale * (x[i] - lo)), 0, nmax);
+            sw += w[i], sq += w[i] * q[i], sq2 += w[i] * q[i] * q[i], sx += w[i] * x[i], sqx += w[i] * q[i] * x[i];
+        }
+        const double D = sw * sq2 - sq * sq;
+        if (D <= 0) continue;
+        double scale = (sw * sqx - sx * sq) / D, m = (sq2 * sx - sq * sqx) / D;
+        if (m > 0) m = 0, scale = sq2 > 0 ? sqx / sq2 : 0;
+        double err = 0;
+        for (int i = 0; i < n; ++i) {
+            const double e = scale * q[i] + m - x[i];
+            err += w[i] * e * e;
+        }
+        if (err < best_err) best_err = static_cast<float>(err), best_scale = static_cast<float>(scale), best_min = static_cast<float>(m);
+    }
+    mn = best_min;
+    return best_scale;
+}
+
+// Fits x[i] ~ scale * q[i] with q in [-nmax, nmax - 1] (the extreme value may map to -nmax): returns scale.
+float fit_symmetric(const float* x, const float* w, int n, int nmax) {
+    float amax = 0, vmax = 0;
+    for (int i = 0; i < n; ++i)
+        if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), vmax = x[i];
+    if (amax == 0) return 0.0f;
+    float best_err = INFINITY, best = -vmax / static_cast<float>(nmax);
+    for (int step = -9; step <= 9; ++step) {
+        const float iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(step)) / vmax;
+        double sqx = 0, sq2 = 0;
+        int q[32];
+        for (int i = 0; i < n; ++i) {
+            q[i] = std::clamp(nearest(iscale * x[i]), -nmax, nmax - 1);
+            sqx += w[i] * q[i] * x[i], sq2 += w[i] * q[i] * q[i];
+        }
+        if (sq2 <= 0) continue;
+        const double scale = sqx / sq2;
+        double err = 0;
+        for (int i = 0; i < n; ++i) {
+            const double e = scale * q[i] - x[i];
+            err += w[i] * e * e;
+        }
+        if (err < best_err) best_err = static_cast<float>(err), best = static_cast<float>(scale);
+    }
+    return best;
+}
+
+void importance(const float* x, int n, float* w) {
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += double(x[i]) * x[i];
+    const float av = static_cast<float>(std::sqrt(s / n));
+    for (int i = 0; i < n; ++i) w[i] = av + std::fabs(x[i]);
+}
+
+// Q4_K / Q5_K: 8 sub-blocks of 32, each x ~ d*sc*q - dmin*m with 6-bit sc, m.
+void quantize_q45_k(const float* x, uint8_t* b, bool five) {
+    const int nmax = five ? 31 : 15;
+    float scale[8], mins[8], w[256];
+    importance(x, 256, w);
+    for (int j = 0; j < 8; ++j) {
+        float mn;
+        scale[j] = fit_affine(x + 32 * j, w + 32 * j, 32, nmax, mn);
+        mins[j] = -mn;
+    }
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) max_scale = std::max(max_scale, scale[j]), max_min = std::max(max_min, mins[j]);
+    const float isc = max_scale > 0 ? 63.0f / max_scale : 0.0f, imn = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t* s = b + 4;
+    std::fill_n(s, 12, 0);
+    int ls[8], lm[8];
+    for (int j = 0; j < 8; ++j) {
+        ls[j] = std::clamp(nearest(isc * scale[j]), 0, 63);
+        lm[j] = std::clamp(nearest(imn * mins[j]), 0, 63);
+        if (j < 4) {
+            s[j] = static_cast<uint8_t>(ls[j]);
+            s[j + 4] = static_cast<uint8_t>(lm[j]);
+        } else {
+            s[j + 4] = static_cast<uint8_t>((ls[j] & 0x0F) | ((lm[j] & 0x0F) << 4));
+            s[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+            s[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+        }
+    }
+    put_f16(b, max_scale / 63.0f);
+    put_f16(b + 2, max_min / 63.0f);
+    const float d = f16_at(b), dmin = f16_at(b + 2);
+    uint8_t* qh = b + 16;
+    uint8_t* qs = b + (five ? 48 : 16);
+    if (five) std::fill_n(qh, 32, 0);
+    for (int j = 0; j < 8; ++j) {
+        int sc = 0, m = 0;
+        scale_min_k4(s, j, sc, m);
+        const float dl = d * static_cast<float>(sc), ml = dmin * static_cast<float>(m);
+        for (int l = 0; l < 32; ++l) {
+            const int q = dl > 0 ? std::clamp(nearest((x[32 * j + l] + ml) / dl), 0, nmax) : 0;
+            uint8_t& byte = qs[(j / 2) * 32 + l];
+            if (j % 2 == 0) byte = static_cast<uint8_t>(q & 0x0F);
+            else byte |= static_cast<uint8_t>((q & 0x0F) << 4);
+            if (five && q > 15) qh[l] |= static_cast<uint8_t>(1 << j);
+        }
+    }
+}
+
+// Q6_K: 16 sub-blocks of 16, x ~ d*sc*(q-32) with int8 sc, 6-bit q.
+void quantize_q6_k(const float* x, uint8_t* b) {
+    float scale[16], w[256];
+    importance(x, 256, w);
+    float amax = 0, vmax = 0;
+    for (int j = 0; j < 16; ++j) {
+        scale[j] = fit_symmetric(x + 16 * j, w + 16 * j, 16, 32);
+        if (std::fabs(scale[j]) > amax) amax = std::fabs(scale[j]), vmax = scale[j];
+    }
+    int8_t* sc = reinterpret_cast<int8_t*>(b + 192);
+    const float iscale = amax > 0 ? -128.0f / vmax : 0.0f;
+    for (int j = 0; j < 16; ++j) sc[j] = static_cast<int8_t>(std::clamp(nearest(iscale * scale[j]), -128, 127));
+    put_f16(b + 208, amax > 0 ? 1.0f / iscale : 0.0f);
+    const float d = f16_at(b + 208);
+    uint8_t* ql = b;
+    uint8_t* qh = b + 128;
+    std::fill_n(ql, 128, 0);
+    std::fill_n(qh, 64, 0);
+    for (int i = 0; i < 256; ++i) {
+        const float dl = d * static_cast<float>(sc[i / 16]);
+        const int q = (dl != 0 ? std::clamp(nearest(x[i] / dl), -32, 31) : 0) + 32;
+        const int half = i / 128, r = i % 128, quarter = r / 32, l = r % 32;
+        uint8_t& lb = ql[half * 64 + (quarter % 2) * 32 + l];
+        lb |= static_cast<uint8_t>(quarter < 2 ? (q & 0x0F) : ((q & 0x0F) << 4));
+        qh[half * 32 + l] |= static_cast<uint8_t>((q >> 4) << (2 * quarter));
+    }
+}
+
+// Q5_0 / Q5_1 (the fallbacks of Q4_K / Q5_K for rows that are not a multiple of 256).
+void quantize_q5(const float* x, uint8_t* b, bool with_min) {
+    float w[32];
+    importance(x, 32, w);
+    float d, m = 0;
+    if (with_min) {
+        d = fit_affine(x, w, 32, 31, m);
+    } else {
+        d = fit_symmetric(x, w, 32, 16);
+    }
+    put_f16(b, d);
+    if (with_min) put_f16(b + 2, m);
+    const float dq = f16_at(b), mq = with_min ? f16_at(b + 2) : 0.0f;
+    uint8_t* hp = b + (with_min ? 4 : 2);
+    uint8_t* qs = hp + 4;
+    uint32_t qh = 0;
+    std::fill_n(qs, 16, 0);
+    for (int i = 0; i < 32; ++i) {
+        const int q = with_min ? (dq > 0 ? std::clamp(nearest((x[i] - mq) / dq), 0, 31) : 0)
+                               : (dq != 0 ? std::clamp(nearest(x[i] / dq), -16, 15) + 16 : 16);
+        qs[i % 16] |= static_cast<uint8_t>(i < 16 ? (q & 0x0F) : ((q & 0x0F) << 4));
+        if (q & 0x10) qh |= 1u << i;
+    }
+    for (int k = 0; k < 4; ++k) hp[k] = static_cast<uint8_t>(qh >> (8 * k));
+}
+
 }  // namespace
 
 std::optional<QTypeInfo> qtype_info(uint32_t ggml_type) {
@@ -242,9 +424,23 @@ void quantize_row(QType type, const float* src, void* dst, int64_t n) {
                 for (int i = 0; i < 32; ++i) blk[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::round(x[i] * id)));
             }
             return;
+        case QType::Q4_K:
+        case QType::Q5_K:
+            for (int64_t b = 0; b < n / 256; ++b)
+                quantize_q45_k(src + b * 256, out + b * info(type).block_bytes, type == QType::Q5_K);
+            return;
+        case QType::Q6_K:
+            for (int64_t b = 0; b < n / 256; ++b) quantize_q6_k(src + b * 256, out + b * 210);
+            return;
+        case QType::Q5_0:
+        case QType::Q5_1:
+            for (int64_t b = 0; b < n / 32; ++b)
+                quantize_q5(src + b * 32, out + b * info(type).block_bytes, type == QType::Q5_1);
+            return;
         default:
             throw std::invalid_argument(std::string("quantize_row: ") + std::string(info(type).name) +
-                                        " quantization is not implemented (q8_0, f16, bf16, f32 are)");
+                                        " quantization is not implemented (q8_0, q6_K, q5_K, q4_K, q5_0, q5_1, f16, "
+                                        "bf16, f32 are)");
     }
 }
 

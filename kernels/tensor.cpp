@@ -32,6 +32,7 @@ DTypeLayout layout(DType t) {
         case DType::Q4_K: return {"q4_K", 256, 144};
         case DType::Q5_K: return {"q5_K", 256, 176};
         case DType::Q6_K: return {"q6_K", 256, 210};
+        case DType::F8_B128: return {"f8_e4m3_b128", 128, 132};
     }
     return {"?", 1, 0};
 }

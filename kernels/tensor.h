@@ -19,6 +19,7 @@ namespace qnext::kern {
 enum class DType : uint8_t {
     F32, F16, BF16, I32,
     Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    F8_B128,   // FP8 e4m3 in blocks of 128 per row, each led by its f32 scale (repacked HF block-scaled FP8)
 };
 enum class Device : uint8_t { CPU, CUDA };
 

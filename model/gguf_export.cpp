@@ -333,6 +333,10 @@ GgufExportResult export_gguf(const fs::path& hf_dir, const fs::path& out, const 
     lo.progress = false;
     lo.prefetch = false;
     const ModelFolder m = load_model_folder(hf_dir, lo);
+    for (const TensorView& v : m.store.tensors())
+        if (v.dtype == TensorDType::F8_E4M3)
+            fail(hf_dir, "tensor " + v.name + " is F8_E4M3; quantize reads bf16 / f16 / f32 checkpoints (FP8 is not "
+                         "supported as a source yet)");
     const Qwen3NextConfig& c = m.config;
     const Qwen3NextWeights& W = m.weights;
 

@@ -4,6 +4,9 @@
 #include "model/qwen3_next.h"
 
 #include <cmath>
+#include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdexcept>
 #include <string>
 
@@ -22,9 +25,47 @@ using kern::TensorBuffer;
 
 namespace {
 
-Tensor to_kern(const TensorView& v) {
+// HF block-scaled FP8 ([N, K] e4m3 + `_scale_inv` [ceil(N/br), ceil(K/bc)]) repacked once into the kernels'
+// F8_B128 rows: per 128 values, the block's f32 scale then the 128 e4m3 bytes (1.03 bytes per weight).
+TensorBuffer repack_fp8(const TensorView& v) {
+    const TensorView* s = v.scale_inv;
+    if (s == nullptr || v.rank() != 2 || s->rank() != 2)
+        throw std::runtime_error("model: FP8 tensor '" + v.name + "' needs a 2-D _scale_inv (fused FP8 experts are not supported)");
+    const int64_t N = v.dim(0), K = v.dim(1), br = v.scale_block_rows, bc = v.scale_block_cols;
+    if (bc != 128 || K % 128 != 0)
+        throw std::runtime_error("model: FP8 tensor '" + v.name + "': blocks of " + std::to_string(br) + "x" +
+                                 std::to_string(bc) + " over rows of " + std::to_string(K) +
+                                 " (this engine runs 128-wide blocks over whole rows)");
+    TensorBuffer out(DType::F8_B128, {N, K});
+    auto* dst = reinterpret_cast<uint8_t*>(out.t().data);
+    const auto* src = reinterpret_cast<const uint8_t*>(v.data);
+    for (int64_t r = 0; r < N; ++r)
+        for (int64_t j = 0; j < K / 128; ++j) {
+            const int64_t si = (r / br) * s->dim(1) + j;
+            const float scale = s->dtype == TensorDType::F32 ? s->as<float>()[static_cast<size_t>(si)]
+                                                              : kern::bf16_to_f32(s->as<uint16_t>()[static_cast<size_t>(si)]);
+            uint8_t* blk = dst + (r * (K / 128) + j) * 132;
+            std::memcpy(blk, &scale, 4);
+            std::memcpy(blk + 4, src + r * K + j * 128, 128);
+        }
+    // The mapped FP8 pages are not read again: drop them from this process's resident set (they stay in the
+    // page cache), so memory is ~1.03x the FP8 weights rather than twice that.
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
+    const uintptr_t e = (reinterpret_cast<uintptr_t>(src) + v.nbytes) / page * page;
+    if (e > a) madvise(reinterpret_cast<void*>(a), e - a, MADV_DONTNEED);
+    return out;
+}
+
+// `owned` keeps tensors that had to be converted at bind time (FP8 repacks).
+Tensor to_kern(const TensorView& v, std::vector<TensorBuffer>* owned = nullptr) {
     Tensor t;
     if (v.data == nullptr) return t;  // an absent optional tensor (the other GDN projection form)
+    if (v.dtype == TensorDType::F8_E4M3) {
+        if (owned == nullptr) throw std::logic_error("to_kern: FP8 tensor '" + v.name + "' needs an owner");
+        owned->push_back(repack_fp8(v));
+        return owned->back().t();
+    }
     switch (v.dtype) {
         case TensorDType::F32: t.dtype = DType::F32; break;
         case TensorDType::BF16: t.dtype = DType::BF16; break;
@@ -41,7 +82,7 @@ Tensor to_kern(const TensorView& v) {
         case TensorDType::Q6_K: t.dtype = DType::Q6_K; break;
         default:
             throw std::runtime_error("model: tensor '" + v.name + "' has dtype " + dtype_name(v.dtype) +
-                                     ", which this engine cannot run yet (F32/BF16/F16 and GGML block formats)");
+                                     ", which this engine cannot run yet (F32/BF16/F16, F8_E4M3 and GGML block formats)");
     }
     if (v.rank() < 1 || v.rank() > 4)
         throw std::runtime_error("model: tensor '" + v.name + "' has unsupported rank " + std::to_string(v.rank()));
@@ -56,8 +97,8 @@ Tensor to_kern(const TensorView& v) {
     return t;
 }
 
-kern::FfnWeights to_kern(const FfnWeights& f) {
-    return {to_kern(f.gate_proj), to_kern(f.up_proj), to_kern(f.down_proj)};
+kern::FfnWeights to_kern(const FfnWeights& f, std::vector<TensorBuffer>* owned = nullptr) {
+    return {to_kern(f.gate_proj, owned), to_kern(f.up_proj, owned), to_kern(f.down_proj, owned)};
 }
 
 TensorBuffer f32_buffer(std::initializer_list<int64_t> shape) { return TensorBuffer(DType::F32, shape); }
@@ -115,32 +156,32 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
     // 1 + w computed in f32 (HF) and the stored f32 1 + w (GGUF) are the same number, so a plain norm over
     // the stored weights is exactly the zero-centred one.
     b->norm = w.norms == NormStorage::OnePlus ? kern::NormKind::Plain : kern::NormKind::ZeroCentered;
-    b->embed = to_kern(w.embed_tokens);
-    b->lm_head = to_kern(w.lm_head);
-    b->final_norm = to_kern(w.final_norm);
+    b->embed = to_kern(w.embed_tokens, &b->owned);
+    b->lm_head = to_kern(w.lm_head, &b->owned);
+    b->final_norm = to_kern(w.final_norm, &b->owned);
     const uint64_t row_bytes = b->embed.nbytes() / static_cast<uint64_t>(config_.vocab_size);
     b->active_bytes = row_bytes + b->final_norm.nbytes() + b->lm_head.nbytes();
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
         const LayerWeights& lw = w.layers[l];
         LayerViews v;
         v.type = lw.type;
-        v.input_norm = to_kern(lw.input_layernorm);
-        v.post_norm = to_kern(lw.post_attention_layernorm);
+        v.input_norm = to_kern(lw.input_layernorm, &b->owned);
+        v.post_norm = to_kern(lw.post_attention_layernorm, &b->owned);
         uint64_t bytes = v.input_norm.nbytes() + v.post_norm.nbytes();
         if (lw.type == LayerType::LinearAttention) {
             if (!lw.gdn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no GDN weights");
             const GdnWeights& g = *lw.gdn;
-            v.qkvz = to_kern(g.in_proj_qkvz), v.ba = to_kern(g.in_proj_ba), v.conv_w = to_kern(g.conv1d);
-            v.qkv = to_kern(g.in_proj_qkv), v.z = to_kern(g.in_proj_z);
+            v.qkvz = to_kern(g.in_proj_qkvz, &b->owned), v.ba = to_kern(g.in_proj_ba, &b->owned), v.conv_w = to_kern(g.conv1d, &b->owned);
+            v.qkv = to_kern(g.in_proj_qkv, &b->owned), v.z = to_kern(g.in_proj_z, &b->owned);
             if (v.qkvz.empty() == (v.qkv.empty() || v.z.empty()))
                 throw std::runtime_error("model: layer " + std::to_string(l) +
                                          " needs either in_proj_qkvz or both in_proj_qkv and in_proj_z");
-            v.dt_bias = to_kern(g.dt_bias), v.gated_norm = to_kern(g.norm);
-            v.out_proj = to_kern(g.out_proj);
+            v.dt_bias = to_kern(g.dt_bias, &b->owned), v.gated_norm = to_kern(g.norm, &b->owned);
+            v.out_proj = to_kern(g.out_proj, &b->owned);
             if (g.A.data != nullptr) {
-                v.A = to_kern(g.A);
+                v.A = to_kern(g.A, &b->owned);
             } else {  // A = -exp(A_log) in f32, as HF's -self.A_log.float().exp()
-                const Tensor A_log = to_kern(g.A_log);
+                const Tensor A_log = to_kern(g.A_log, &b->owned);
                 TensorBuffer A = f32_buffer({A_log.numel()});
                 kern::copy(A_log, A);
                 for (int64_t h = 0; h < A_log.numel(); ++h) A.f32()[h] = -std::exp(A.f32()[h]);
@@ -153,22 +194,22 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
         } else {
             if (!lw.attn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no attention weights");
             const AttnWeights& a = *lw.attn;
-            v.q_proj = to_kern(a.q_proj), v.k_proj = to_kern(a.k_proj), v.v_proj = to_kern(a.v_proj);
-            v.o_proj = to_kern(a.o_proj), v.q_norm = to_kern(a.q_norm), v.k_norm = to_kern(a.k_norm);
+            v.q_proj = to_kern(a.q_proj, &b->owned), v.k_proj = to_kern(a.k_proj, &b->owned), v.v_proj = to_kern(a.v_proj, &b->owned);
+            v.o_proj = to_kern(a.o_proj, &b->owned), v.q_norm = to_kern(a.q_norm, &b->owned), v.k_norm = to_kern(a.k_norm, &b->owned);
             for (const Tensor* t : {&v.q_proj, &v.k_proj, &v.v_proj, &v.o_proj, &v.q_norm, &v.k_norm})
                 bytes += t->nbytes();
         }
         if (lw.moe) {
             const MoeWeights& m = *lw.moe;
             v.moe = true;
-            v.router = to_kern(m.router);
-            v.shared_gate = to_kern(m.shared_expert_gate);
-            v.shared = to_kern(m.shared_expert);
-            for (const FfnWeights& e : m.experts) v.experts.push_back(to_kern(e));
+            v.router = to_kern(m.router, &b->owned);
+            v.shared_gate = to_kern(m.shared_expert_gate, &b->owned);
+            v.shared = to_kern(m.shared_expert, &b->owned);
+            for (const FfnWeights& e : m.experts) v.experts.push_back(to_kern(e, &b->owned));
             bytes += v.router.nbytes() + v.shared_gate.nbytes() + ffn_bytes(v.shared);
             if (!v.experts.empty()) bytes += config_.num_experts_per_tok * ffn_bytes(v.experts[0]);
         } else if (lw.dense_mlp) {
-            v.dense = to_kern(*lw.dense_mlp);
+            v.dense = to_kern(*lw.dense_mlp, &b->owned);
             bytes += ffn_bytes(v.dense);
         } else {
             throw std::runtime_error("model: layer " + std::to_string(l) + " has no MLP weights");

@@ -41,6 +41,9 @@ struct TensorView {
     const std::byte* data = nullptr;   // into the mmap (read-only)
     size_t nbytes = 0;                 // = numel() * dtype_size(dtype)
     std::string file;                  // the .safetensors file holding it
+    // F8_E4M3 weights: their block scales (`<name>_scale_inv`, set by bind_weights) and block shape.
+    const TensorView* scale_inv = nullptr;
+    int64_t scale_block_rows = 0, scale_block_cols = 0;
 
     int64_t numel() const;
     int64_t rank() const { return static_cast<int64_t>(shape.size()); }

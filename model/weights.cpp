@@ -145,7 +145,11 @@ public:
         if (v->shape != shape) {
             misshaped_.push_back(name + ": has " + v->shape_str() + ", expected " + shape_str(shape) + " (" + v->file + ")");
         } else if (v->dtype == TensorDType::F8_E4M3) {
-            check_scale(*v);
+            TensorView out = *v;
+            out.scale_inv = check_scale(*v);
+            out.scale_block_rows = cfg_.quantization.block_rows;
+            out.scale_block_cols = cfg_.quantization.block_cols;
+            return out;
         }
         return *v;
     }
@@ -166,27 +170,33 @@ public:
     }
 
 private:
-    void check_scale(const TensorView& w) {
+    // The scale tensor of an FP8 weight (nullptr, with the problem recorded, when it is missing or wrong).
+    const TensorView* check_scale(const TensorView& w) {
         const std::string sname = w.name + "_scale_inv";
         const TensorView* s = store_.find(sname);
         if (w.rank() < 2) {
             bad_.push_back(w.name + ": F8_E4M3 tensor must be a matrix, has " + w.shape_str());
-            return;
+            return nullptr;
         }
         if (!s) {
             bad_.push_back(w.name + ": F8_E4M3 weight without " + sname);
-            return;
+            return nullptr;
         }
         used_.insert(sname);
         const int64_t br = cfg_.quantization.block_rows, bc = cfg_.quantization.block_cols;
         Shape want(w.shape.begin(), w.shape.end() - 2);
         want.push_back((w.shape[w.shape.size() - 2] + br - 1) / br);
         want.push_back((w.shape.back() + bc - 1) / bc);
-        if (s->dtype != TensorDType::F32 && s->dtype != TensorDType::BF16)
+        if (s->dtype != TensorDType::F32 && s->dtype != TensorDType::BF16) {
             bad_.push_back(sname + ": dtype " + std::string(dtype_name(s->dtype)) + ", expected F32");
-        else if (s->shape != want)
+            return nullptr;
+        }
+        if (s->shape != want) {
             bad_.push_back(sname + ": has " + s->shape_str() + ", expected " + shape_str(want) + " for blocks " +
                            std::to_string(br) + "x" + std::to_string(bc));
+            return nullptr;
+        }
+        return s;
     }
 
     static void list(std::ostringstream& os, const char* what, const std::vector<std::string>& items) {

@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
         // Quantized GEMV (the GGUF decode path): expert gate/up [512x2048] and in_proj [12288x2048], >= 256 MiB.
         {
             std::printf("quantized GEMV (decode; activations rounded to int8 per 32, integer dots; best of %d):\n", reps);
-            for (DType t : {DType::Q8_0, DType::Q6_K, DType::Q5_K, DType::Q4_K, DType::Q4_0}) {
+            for (DType t : {DType::Q8_0, DType::Q6_K, DType::Q5_K, DType::Q4_K, DType::Q4_0, DType::F8_B128}) {
                 const double bpw = static_cast<double>(dtype_block_bytes(t)) / static_cast<double>(dtype_block_elems(t));
                 const int64_t count_e = static_cast<int64_t>(256.0 * 1048576 / (512.0 * 2048 * bpw)) / div;
                 const int64_t count_p = static_cast<int64_t>(256.0 * 1048576 / (12288.0 * 2048 * bpw)) / div + 1;

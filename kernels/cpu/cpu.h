@@ -36,5 +36,7 @@ void matmul_rows_avx512(const float* x, int64_t ldx, int64_t T, int64_t K, const
 using MatmulRowsFn = void (*)(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt,
                               int64_t n0, int64_t n1, float* y, int64_t ldy, bool accumulate);
 MatmulRowsFn matmul_rows_fn();
+// F8_B128 blocks -> f32 (exact; kernels/cpu/matmul_avx2.cpp). n a multiple of 128.
+void dequantize_f8_b128_avx2(const void* src, float* dst, int64_t n);
 
 }  // namespace qnext::kern::cpu

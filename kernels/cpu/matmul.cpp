@@ -28,11 +28,22 @@ void silu_mul_inplace(float* g, const float* u, int64_t n) {
 }
 
 // Block-quantized weights through the MatmulRowsFn signature (f32 x): x is quantized for this call, then
-// the integer kernel runs. Hot callers quantize once themselves (matmul below, moe_fused).
+// the integer kernel runs. Hot callers quantize once themselves (matmul below, moe_fused). FP8 rows are
+// decoded exactly to f32 (SIMD, dequantize_f8_b128_avx2) and run through the f32 microkernel, one row at a time for all T tokens.
 template <MatmulRowsFn F>
 void rows_any(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt, int64_t n0, int64_t n1,
               float* y, int64_t ldy, bool accumulate) {
-    if (!is_quantized(wt)) {
+    if (wt == DType::F8_B128) {
+        thread_local std::vector<float> row;
+        row.resize(static_cast<size_t>(K));
+        const size_t row_bytes = dtype_bytes(wt, K);
+        for (int64_t n = n0; n < n1; ++n) {
+            dequantize_f8_b128_avx2(static_cast<const char*>(w) + static_cast<size_t>(n) * row_bytes, row.data(), K);
+            F(x, ldx, T, K, row.data(), DType::F32, 0, 1, y + n, ldy, accumulate);
+        }
+        return;
+    }
+    if (!int8_kernels(wt)) {
         F(x, ldx, T, K, w, wt, n0, n1, y, ldy, accumulate);
         return;
     }
@@ -75,7 +86,7 @@ void matmul_impl(const float* xp, int64_t ldx, const Q8Rows* xq, int64_t T, int6
                  int64_t ldy, bool accumulate) {
     const int64_t N = w.dim(0);
     if (T == 0 || N == 0) return;
-    const bool quantized = is_quantized(w.dtype);
+    const bool quantized = int8_kernels(w.dtype);
     const MatmulRowsFn fn = matmul_rows_fn();
     const QMatmulRowsFn qfn = qmatmul_rows_fn();
     // Rows split over workers in multiples of the 4-row tile; small problems stay on one thread.
@@ -105,7 +116,7 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate) 
     const int64_t T = x.dim(0), K = x.dim(1);
     const float* xp = static_cast<const float*>(x.data);
     Q8Rows xq;
-    if (is_quantized(w.dtype) && T > 0) quantize_q8_rows(xp, x.stride[0], T, K, xq);   // once for all rows
+    if (int8_kernels(w.dtype) && T > 0) quantize_q8_rows(xp, x.stride[0], T, K, xq);   // once for all rows
     matmul_impl(xp, x.stride[0], &xq, T, K, w, static_cast<float*>(y.data), y.stride[0], accumulate);
 }
 
@@ -114,7 +125,7 @@ void ffn_swiglu(const Tensor& x, const FfnWeights& w, const Tensor& out, bool ac
     TensorBuffer g(DType::F32, {T, F}), u(DType::F32, {T, F});
     const float* xp = static_cast<const float*>(x.data);
     Q8Rows xq;   // gate and up share the quantized x
-    if ((is_quantized(w.gate.dtype) || is_quantized(w.up.dtype)) && T > 0) quantize_q8_rows(xp, x.stride[0], T, D, xq);
+    if ((int8_kernels(w.gate.dtype) || int8_kernels(w.up.dtype)) && T > 0) quantize_q8_rows(xp, x.stride[0], T, D, xq);
     matmul_impl(xp, x.stride[0], &xq, T, D, w.gate, g.f32(), F, false);  // [T, F]
     matmul_impl(xp, x.stride[0], &xq, T, D, w.up, u.f32(), F, false);    // [T, F]
     silu_mul_inplace(g.f32(), u.f32(), T * F);

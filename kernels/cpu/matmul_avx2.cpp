@@ -4,6 +4,8 @@
 // only called after the runtime check in backend.cpp. Compared against cpu/ref by test_ops (Matmul.*).
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/cpu/cpu.h"
 
 namespace qnext::kern::cpu {
@@ -104,6 +106,25 @@ void matmul_rows_avx2(const float* x, int64_t ldx, int64_t T, int64_t K, const v
         case DType::BF16: rows<DType::BF16>(x, ldx, T, K, wc, n0, n1, y, ldy, accumulate); break;
         case DType::F16: rows<DType::F16>(x, ldx, T, K, wc, n0, n1, y, ldy, accumulate); break;
         default: rows<DType::F32>(x, ldx, T, K, wc, n0, n1, y, ldy, accumulate); break;
+    }
+}
+
+// F8_B128 rows -> f32: e4m3 byte b as the f16 bits (b & 0x80) << 8 | (b & 0x7F) << 7 is its value times
+// 2^-8 (normals and subnormals alike), so vcvtph2ps and one multiply by 256 * scale give the exact product
+// the reference computes (the NaN codes, which no checkpoint holds, come out finite here).
+void dequantize_f8_b128_avx2(const void* src, float* dst, int64_t n) {
+    const auto* p = static_cast<const uint8_t*>(src);
+    for (int64_t b = 0; b < n / 128; ++b, p += 132) {
+        float scale;
+        std::memcpy(&scale, p, 4);
+        const __m256 s = _mm256_set1_ps(scale * 256.0f);
+        for (int i = 0; i < 128; i += 16) {
+            const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4 + i)));
+            const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x80)), 8),
+                                              _mm256_slli_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x7F)), 7));
+            _mm256_storeu_ps(dst + b * 128 + i, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), s));
+            _mm256_storeu_ps(dst + b * 128 + i + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), s));
+        }
     }
 }
 

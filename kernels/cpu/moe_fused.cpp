@@ -80,12 +80,12 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
     const QMatmulRowsFn qfn = qmatmul_rows_fn();
     Q8Rows xq;
     bool any_quantized = false;
-    for (const Slot& sl : slots) any_quantized = any_quantized || is_quantized(sl.w->gate.dtype) ||
-                                                 is_quantized(sl.w->up.dtype) || is_quantized(sl.w->down.dtype);
+    for (const Slot& sl : slots) any_quantized = any_quantized || int8_kernels(sl.w->gate.dtype) ||
+                                                 int8_kernels(sl.w->up.dtype) || int8_kernels(sl.w->down.dtype);
     if (any_quantized) quantize_q8_rows(xp, ldx, T, D, xq);
     // y[r0, r1) of the slot's projection w . x_t (y indexed by row).
     auto project = [&](const Tensor& w, int64_t t, int64_t r0, int64_t r1, float* y, int64_t ld) {
-        if (is_quantized(w.dtype))
+        if (int8_kernels(w.dtype))
             qfn(xq, t, 1, w.data, w.dtype, r0, r1, y, ld, false);
         else
             fn(xp + t * ldx, ldx, 1, D, w.data, w.dtype, r0, r1, y, ld, false);
@@ -104,7 +104,7 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
     });
     std::vector<Q8Rows> hq(slots.size());
     for (size_t s = 0; s < slots.size(); ++s)
-        if (is_quantized(slots[s].w->down.dtype)) {
+        if (int8_kernels(slots[s].w->down.dtype)) {
             const int64_t F = slots[s].w->gate.dim(0);
             quantize_q8_rows(h.data() + slots[s].h_off, F, 1, F, hq[s]);
         }
@@ -120,7 +120,7 @@ void moe_fused(const Tensor& x, const MoeBlockWeights& mw, const Tensor& out) {
             const int64_t F = sl.w->gate.dim(0);
             // y[0 .. n1-n0) = down rows [n0, n1) . h
             const char* down = static_cast<const char*>(sl.w->down.data) + dtype_bytes(sl.w->down.dtype, n0 * F);
-            if (is_quantized(sl.w->down.dtype))
+            if (int8_kernels(sl.w->down.dtype))
                 qfn(hq[s], 0, 1, down, sl.w->down.dtype, 0, n1 - n0, y.data(), 0, false);
             else
                 fn(h.data() + sl.h_off, F, 1, F, down, sl.w->down.dtype, 0, n1 - n0, y.data(), 0, false);

@@ -16,6 +16,9 @@
 
 namespace qnext::kern::cpu {
 
+// The block formats the integer kernels run (every GGML type; FP8 runs exactly in f32 instead).
+inline bool int8_kernels(DType t) { return is_quantized(t) && t != DType::F8_B128; }
+
 // T rows of K activations (K a multiple of 32) quantized for the integer kernels, in two layouts: per 32 values
 // (the 32-value formats Q4_0..Q8_0) and, when K is a multiple of 256, per 256 values (the K-quant super-blocks:
 // one scale per super-block lets a whole super-block accumulate in integers, as llama.cpp's Q8_K does).

@@ -5,6 +5,7 @@
 // threshold (also reporting the max abs error and its index).
 #pragma once
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <numeric>
@@ -70,6 +71,7 @@ inline float block_gain(DType t) {
         case DType::Q4_K: return 256;
         case DType::Q5_K: return 512;
         case DType::Q6_K: return 1024;
+        case DType::F8_B128: return 200;
         default: return 1;
     }
 }
@@ -90,6 +92,15 @@ struct Stored {
             const double sd = vals.empty() ? 1.0 : std::sqrt(std::inner_product(vals.begin(), vals.end(), vals.begin(), 0.0) /
                                                              static_cast<double>(vals.size()));
             std::normal_distribution<float> nd(0.0f, static_cast<float>(sd / block_gain(dt)));
+            if (dt == DType::F8_B128) {   // e4m3 bytes without the NaN codes, a positive f32 scale per block
+                for (size_t b = 0; b < q.size(); b += 132) {
+                    const float scale = std::fabs(nd(gen)) + 1e-3f;
+                    std::memcpy(q.data() + b, &scale, 4);
+                    for (size_t i = 4; i < 132; ++i)
+                        if ((q[b + i] & 0x7F) == 0x7F) q[b + i] &= 0xF7;
+                }
+                return;
+            }
             for (size_t b = 0; b < q.size(); b += dtype_block_bytes(dt))
                 for (int off : block_scale_offsets(dt)) {
                     const uint16_t v = f32_to_f16(off == 0 || dt == DType::Q2_K ? std::fabs(nd(gen)) : nd(gen));

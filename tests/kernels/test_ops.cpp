@@ -30,7 +30,7 @@ OpCase matmul_case(int64_t T, int64_t K, int64_t N, DType wt, bool accumulate, b
     c.seed = 1000 + static_cast<uint64_t>(T * 7919 + K * 31 + N) + (accumulate ? 1 : 0) + static_cast<uint64_t>(wt);
     // Block-quantized weights: the fast path rounds the activations to int8 per 32 (as llama.cpp does), the
     // reference does not; that rounding alone is NMSE ~2e-5 (QMatmul.* checks the integer kernels exactly).
-    c.max_nmse = is_quantized(wt) ? 2e-4 : 1e-10;
+    c.max_nmse = is_quantized(wt) && wt != DType::F8_B128 ? 2e-4 : 1e-10;   // FP8 runs exactly in f32
     c.run = [=](uint64_t seed) {
         Rng r(seed);
         const int64_t ldx = strided_x ? K + 5 : K;
@@ -204,6 +204,8 @@ std::vector<OpCase> all_cases() {
         v.push_back(matmul_case(9, 256, 13, wt, true, true));
     }
     v.push_back(matmul_case(1, 2048, 512, DType::Q8_0, false, false));  // decode-like, threaded
+    v.push_back(matmul_case(1, 256, 33, DType::F8_B128, false, false));  // FP8 (repacked HF block-scaled)
+    v.push_back(matmul_case(9, 384, 17, DType::F8_B128, true, true));
     v.push_back(matmul_case(70, 512, 130, DType::Q4_K, false, false));  // > one 64-token block
     v.push_back(moe_case(1, 256, 128, 16, 4, true, DType::Q8_0));       // fused decode path
     v.push_back(moe_case(33, 256, 256, 8, 2, true, DType::Q4_K));       // grouped path

@@ -102,5 +102,25 @@ TEST(Quant, QuantizersRoundTrip) {
     EXPECT_THROW(ref::quantize_row(QType::Q2_K, x.data(), b.data(), 256), std::invalid_argument);
 }
 
+
+// FP8 e4m3 (torch.float8_e4m3fn): the decoder on the format's landmarks, and every byte against an
+// independent formula.
+TEST(Quant, E4m3DecodesExactly) {
+    EXPECT_EQ(ref::e4m3_to_f32(0x38), 1.0f);
+    EXPECT_EQ(ref::e4m3_to_f32(0x7E), 448.0f);            // largest finite
+    EXPECT_EQ(ref::e4m3_to_f32(0x01), std::ldexp(1.0f, -9));   // smallest subnormal
+    EXPECT_EQ(ref::e4m3_to_f32(0x08), std::ldexp(1.0f, -6));   // smallest normal
+    EXPECT_EQ(ref::e4m3_to_f32(0xC0), -2.0f);
+    EXPECT_EQ(ref::e4m3_to_f32(0x80), -0.0f);
+    EXPECT_TRUE(std::isnan(ref::e4m3_to_f32(0x7F)));
+    EXPECT_TRUE(std::isnan(ref::e4m3_to_f32(0xFF)));
+    for (int b = 0; b < 256; ++b) {
+        if ((b & 0x7F) == 0x7F) continue;
+        const int e = (b >> 3) & 15, m = b & 7;
+        const double want = (b & 0x80 ? -1.0 : 1.0) * (e == 0 ? m / 8.0 * std::pow(2.0, -6) : (1 + m / 8.0) * std::pow(2.0, e - 7));
+        EXPECT_EQ(double(ref::e4m3_to_f32(static_cast<uint8_t>(b))), want) << b;
+    }
+}
+
 }  // namespace
 }  // namespace qnext::kern

@@ -162,6 +162,8 @@ std::string export_error(const fs::path& from, const std::string& type = "q8_0")
 TEST(GgufExport, BadInputIsNamed) {
     EXPECT_NE(export_error(kRoot / "models/demo", "q3_k_m").find("--type 'q3_k_m' is not supported"), std::string::npos);
     EXPECT_NE(export_error(kRoot / "tests/data/loading/gguf/demo-q8_0.gguf").find("is a file"), std::string::npos);
+    const std::string fp8 = export_error(kRoot / "tests/data/model/demo-fp8");
+    EXPECT_NE(fp8.find("F8_E4M3; quantize reads bf16 / f16 / f32 checkpoints"), std::string::npos) << fp8;
     // A folder without tokenizer.json.
     test::ScratchDir d("notok");
     fs::copy_file(kRoot / "models/demo/config.json", d / "config.json");

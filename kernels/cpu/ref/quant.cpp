@@ -18,7 +18,7 @@ constexpr QTypeInfo kTypes[] = {
     {QType::Q4_0, "q4_0", 32, 18},     {QType::Q4_1, "q4_1", 32, 20},      {QType::Q5_0, "q5_0", 32, 22},
     {QType::Q5_1, "q5_1", 32, 24},     {QType::Q8_0, "q8_0", 32, 34},      {QType::Q2_K, "q2_K", 256, 84},
     {QType::Q3_K, "q3_K", 256, 110},   {QType::Q4_K, "q4_K", 256, 144},    {QType::Q5_K, "q5_K", 256, 176},
-    {QType::Q6_K, "q6_K", 256, 210},
+    {QType::Q6_K, "q6_K", 256, 210},   {QType::F8_B128, "f8_e4m3_b128", 128, 132},
 };
 
 const QTypeInfo& info(QType t) {
@@ -340,7 +340,7 @@ constexpr std::pair<QType, DType> kDTypes[] = {
     {QType::F32, DType::F32},   {QType::F16, DType::F16},   {QType::BF16, DType::BF16}, {QType::Q4_0, DType::Q4_0},
     {QType::Q4_1, DType::Q4_1}, {QType::Q5_0, DType::Q5_0}, {QType::Q5_1, DType::Q5_1}, {QType::Q8_0, DType::Q8_0},
     {QType::Q2_K, DType::Q2_K}, {QType::Q3_K, DType::Q3_K}, {QType::Q4_K, DType::Q4_K}, {QType::Q5_K, DType::Q5_K},
-    {QType::Q6_K, DType::Q6_K},
+    {QType::Q6_K, DType::Q6_K}, {QType::F8_B128, DType::F8_B128},
 };
 }  // namespace
 
@@ -393,8 +393,23 @@ void dequantize_row(QType type, const void* src, float* dst, int64_t n) {
             case QType::Q4_K: block_q45_k(b, y, false); break;
             case QType::Q5_K: block_q45_k(b, y, true); break;
             case QType::Q6_K: block_q6_k(b, y); break;
+            case QType::F8_B128: {
+                float scale;
+                uint32_t u = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
+                __builtin_memcpy(&scale, &u, 4);
+                for (int i = 0; i < 128; ++i) y[i] = e4m3_to_f32(b[4 + i]) * scale;
+                break;
+            }
         }
     }
+}
+
+float e4m3_to_f32(uint8_t b) {
+    const int sign = b >> 7, exp = (b >> 3) & 0x0F, mant = b & 7;
+    if (exp == 15 && mant == 7) return std::nanf("");
+    const float mag = exp == 0 ? std::ldexp(static_cast<float>(mant), -9)                 // mant/8 * 2^-6
+                               : std::ldexp(static_cast<float>(8 + mant), exp - 10);       // (1 + mant/8) * 2^(exp-7)
+    return sign ? -mag : mag;
 }
 
 void quantize_row(QType type, const float* src, void* dst, int64_t n) {

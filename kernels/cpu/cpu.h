@@ -38,5 +38,7 @@ using MatmulRowsFn = void (*)(const float* x, int64_t ldx, int64_t T, int64_t K,
 MatmulRowsFn matmul_rows_fn();
 // F8_B128 blocks -> f32 (exact; kernels/cpu/matmul_avx2.cpp). n a multiple of 128.
 void dequantize_f8_b128_avx2(const void* src, float* dst, int64_t n);
+// y[n] (+)= w[n, :] . x for one token over F8_B128 rows [n0, n1) (kernels/cpu/matmul_avx2.cpp).
+void gemv_f8_b128_avx2(const float* x, int64_t K, const void* w, int64_t n0, int64_t n1, float* y, bool accumulate);
 
 }  // namespace qnext::kern::cpu

@@ -33,6 +33,10 @@ void silu_mul_inplace(float* g, const float* u, int64_t n) {
 template <MatmulRowsFn F>
 void rows_any(const float* x, int64_t ldx, int64_t T, int64_t K, const void* w, DType wt, int64_t n0, int64_t n1,
               float* y, int64_t ldy, bool accumulate) {
+    if (wt == DType::F8_B128 && T == 1) {
+        gemv_f8_b128_avx2(x, K, w, n0, n1, y, accumulate);
+        return;
+    }
     if (wt == DType::F8_B128) {
         thread_local std::vector<float> row;
         row.resize(static_cast<size_t>(K));

@@ -128,4 +128,33 @@ void dequantize_f8_b128_avx2(const void* src, float* dst, int64_t n) {
     }
 }
 
+// One token against F8_B128 rows: each 128-value block's products accumulate unscaled, then one FMA by the
+// block's scale (the decode path: the weights are read once, straight from their packed rows).
+void gemv_f8_b128_avx2(const float* x, int64_t K, const void* w, int64_t n0, int64_t n1, float* y, bool accumulate) {
+    const size_t row_bytes = static_cast<size_t>(K / 128) * 132;
+    for (int64_t n = n0; n < n1; ++n) {
+        const auto* p = static_cast<const uint8_t*>(w) + static_cast<size_t>(n) * row_bytes;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < K / 128; ++b, p += 132) {
+            float scale;
+            std::memcpy(&scale, p, 4);
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            const float* xb = x + b * 128;
+            for (int i = 0; i < 128; i += 16) {
+                const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4 + i)));
+                const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x80)), 8),
+                                                  _mm256_slli_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x7F)), 7));
+                a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_loadu_ps(xb + i), a0);
+                a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), _mm256_loadu_ps(xb + i + 8), a1);
+            }
+            acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale * 256.0f), acc);
+        }
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        const float v = _mm_cvtss_f32(r);
+        y[n] = accumulate ? y[n] + v : v;
+    }
+}
+
 }  // namespace qnext::kern::cpu

@@ -148,17 +148,27 @@ void moe_experts(const Tensor& x, std::span<const FfnWeights> experts, const Ten
         const float* wt = detail::frow(weights, t);
         for (int64_t j = 0; j < K; ++j) slots[static_cast<size_t>(id[j])].emplace_back(t, wt[j]);
     }
-    for (size_t e = 0; e < experts.size(); ++e) {
+    // Experts run in parallel, one whole expert per task (handed out dynamically: token counts differ), each
+    // FFN single-threaded inside its task; the weighted scatter-add then runs in expert order, as before.
+    std::vector<size_t> used;
+    for (size_t e = 0; e < experts.size(); ++e)
+        if (!slots[e].empty()) used.push_back(e);
+    std::vector<TensorBuffer> ys(experts.size());
+    parallel_dynamic(static_cast<int64_t>(used.size()), [&](int64_t i, int) {
+        const size_t e = used[static_cast<size_t>(i)];
         const auto& s = slots[e];
-        if (s.empty()) continue;
         const int64_t n = static_cast<int64_t>(s.size());
-        TensorBuffer xe(DType::F32, {n, D}), ye(DType::F32, {n, D});
-        for (int64_t i = 0; i < n; ++i) std::copy_n(detail::frow(x, s[i].first), D, xe.f32() + i * D);
-        cpu::ffn_swiglu(xe, experts[e], ye, false);
-        for (int64_t i = 0; i < n; ++i) {
-            float* o = detail::frow(out, s[i].first);
-            const float* yr = ye.f32() + i * D;
-            const float wgt = s[i].second;
+        TensorBuffer xe(DType::F32, {n, D});
+        ys[e] = TensorBuffer(DType::F32, {n, D});
+        for (int64_t r = 0; r < n; ++r) std::copy_n(detail::frow(x, s[static_cast<size_t>(r)].first), D, xe.f32() + r * D);
+        cpu::ffn_swiglu(xe, experts[e], ys[e], false);
+    });
+    for (size_t e : used) {
+        const auto& s = slots[e];
+        for (size_t r = 0; r < s.size(); ++r) {
+            float* o = detail::frow(out, s[r].first);
+            const float* yr = ys[e].f32() + static_cast<int64_t>(r) * D;
+            const float wgt = s[r].second;
             for (int64_t c = 0; c < D; ++c) o[c] += wgt * yr[c];
         }
     }

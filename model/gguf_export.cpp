@@ -95,8 +95,10 @@ public:
     Plan(const fs::path& dir, const ExportType& type, int64_t blocks, int64_t experts)
         : dir_(dir), type_(type), blocks_(blocks), experts_(experts) {}
 
-    // A weight matrix, stored as the export type's choice for it.
-    void matrix(const std::string& name, const TensorView& v) { add(name, v.shape, true, [this, v] { return to_f32(v, dir_); }); }
+    // A weight matrix, stored as the export type's choice for it (or for the tensor named `role`, when given).
+    void matrix(const std::string& name, const TensorView& v, const std::string& role = "") {
+        add(name, v.shape, true, [this, v] { return to_f32(v, dir_); }, role);
+    }
     // Kept f32 (norms, gates, conv, router).
     void f32(const std::string& name, const Shape& shape, std::function<std::vector<float>()> fn) {
         add(name, shape, false, std::move(fn));
@@ -136,10 +138,11 @@ private:
         }
         return type_.matrix;
     }
-    void add(const std::string& name, const Shape& shape, bool is_matrix, std::function<std::vector<float>()> fn) {
+    void add(const std::string& name, const Shape& shape, bool is_matrix, std::function<std::vector<float>()> fn,
+             const std::string& role = "") {
         kern::QType type = kern::QType::F32;
         if (is_matrix && shape.size() >= 2) {
-            type = matrix_type(name);
+            type = matrix_type(role.empty() ? name : role);
             if (shape.back() % kern::qtype_info(static_cast<uint32_t>(type))->block_elems != 0) type = fallback(type);
             if (shape.back() % kern::qtype_info(static_cast<uint32_t>(type))->block_elems != 0) type = kern::QType::F32;
         }
@@ -182,25 +185,22 @@ void plan_layer(Plan& p, const Qwen3NextConfig& c, const LayerWeights& l, int64_
         if (g.in_proj_qkvz.data != nullptr) {
             // HF rows per key head [q dk | k dk | v R*dv | z R*dv] -> [q all | k all | v all] and z.
             const TensorView w = g.in_proj_qkvz;
-            auto part = [w, dir, nk, dk, R, dv, G, H](int64_t off, int64_t len) {
-                const std::vector<float> a = to_f32(w, dir);
-                std::vector<float> out;
-                out.reserve(static_cast<size_t>(nk * len * H));
-                for (int64_t h = 0; h < nk; ++h)
-                    for (int64_t r = 0; r < len; ++r) {
-                        const float* row = a.data() + (h * G + off + r) * H;
-                        out.insert(out.end(), row, row + H);
-                    }
-                (void)R, (void)dv;
-                return out;
+            // Values of the rows picked by (offset, length) ranges of every key head's group, range by range
+            // (the checkpoint tensor is read once per output tensor).
+            auto pick = [w, dir, nk, G, H](std::vector<std::pair<int64_t, int64_t>> ranges) {
+                return [w, dir, nk, G, H, ranges] {
+                    const std::vector<float> a = to_f32(w, dir);
+                    std::vector<float> out;
+                    for (const auto& [off, len] : ranges)
+                        for (int64_t h = 0; h < nk; ++h) {
+                            const float* rows = a.data() + (h * G + off) * H;
+                            out.insert(out.end(), rows, rows + len * H);
+                        }
+                    return out;
+                };
             };
-            p.matrix_fn(pre + "attn_qkv.weight", {2 * kd + vd, H}, [part, dk, R, dv] {
-                std::vector<float> q = part(0, dk), k = part(dk, dk), v = part(2 * dk, R * dv);
-                q.insert(q.end(), k.begin(), k.end());
-                q.insert(q.end(), v.begin(), v.end());
-                return q;
-            });
-            p.matrix_fn(pre + "attn_gate.weight", {vd, H}, [part, dk, R, dv] { return part(2 * dk + R * dv, R * dv); });
+            p.matrix_fn(pre + "attn_qkv.weight", {2 * kd + vd, H}, pick({{0, dk}, {dk, dk}, {2 * dk, R * dv}}));
+            p.matrix_fn(pre + "attn_gate.weight", {vd, H}, pick({{2 * dk + R * dv, R * dv}}));
         } else {
             p.matrix(pre + "attn_qkv.weight", g.in_proj_qkv);
             p.matrix(pre + "attn_gate.weight", g.in_proj_z);
@@ -343,8 +343,7 @@ GgufExportResult export_gguf(const fs::path& hf_dir, const fs::path& out, const 
     const int64_t n_mtp = W.mtp ? static_cast<int64_t>(W.mtp->layers.size()) : 0;
     Plan p(hf_dir, *et, c.num_hidden_layers + n_mtp, c.num_experts);
     // Tied embeddings: token_embd is also the output matrix (and gets the output's type, as llama-quantize does).
-    p.matrix(c.tie_word_embeddings ? "output.weight" : "token_embd.weight", W.embed_tokens);
-    if (c.tie_word_embeddings) p.tensors().back().name = "token_embd.weight";
+    p.matrix("token_embd.weight", W.embed_tokens, c.tie_word_embeddings ? "output.weight" : "");
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) plan_layer(p, c, W.layers[static_cast<size_t>(i)], i);
     p.norm("output_norm.weight", W.final_norm);
     if (!c.tie_word_embeddings) p.matrix("output.weight", W.lm_head);

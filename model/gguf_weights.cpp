@@ -77,8 +77,7 @@ public:
         return v;
     }
 
-    // One tensor absent from the file by design (a tied lm_head): not reported as unexpected either way.
-    bool has(const std::string& name) const { return f_.find_tensor(name) != nullptr; }
+    // A tensor that may be absent by design (a tied lm_head) or come in two shapes: looked at, not bound.
     const GgufTensor* find(const std::string& name) const { return f_.find_tensor(name); }
 
     void finish() const {
@@ -204,7 +203,7 @@ Qwen3NextWeights bind_gguf_weights(const Qwen3NextConfig& c, const GgufFile& f) 
     w.final_norm = b.get("output_norm.weight", {H}, Kind::Float);
     // llama.cpp's converter omits output.weight when the embeddings are tied (and llama.cpp then reads
     // token_embd for the output too).
-    w.lm_head = c.tie_word_embeddings || !b.has("output.weight") ? w.embed_tokens : b.get("output.weight", {V, H});
+    w.lm_head = c.tie_word_embeddings || !b.find("output.weight") ? w.embed_tokens : b.get("output.weight", {V, H});
     for (int64_t j = 0; j < c.mtp_num_hidden_layers; ++j) {
         const int64_t blk = c.num_hidden_layers + j;
         const std::string p = "blk." + std::to_string(blk) + ".nextn.";

@@ -319,12 +319,11 @@ inline void row_tokens(const Q8Rows& x, int64_t t0, const uint8_t* wrow, float* 
     }
 }
 
-template <class Q, bool VNNI>
-constexpr bool is_k_quant() {
-    return !requires { Q::kElems; };
-}
+// The 256-value formats are the ones without kElems (their groups come from decode + group).
+template <class Q>
+constexpr bool kKQuant = !requires { Q::kElems; };
 
-// Tiles: K-quants 1 row x 1 token (decode) or 2 rows x 4 tokens; 32-value formats 1 row x 4 tokens.
+// Tiles: K-quants 1 row x 1 token (decode) or 4 (VNNI) / 2 rows x 4 tokens; 32-value formats 1 row x 4 tokens.
 template <class Q, bool VNNI, int NR>
 void k_rows_nt(const Q8Rows& x, int64_t t0, int64_t nt, const uint8_t* w, size_t row_bytes, float* y, int64_t ldy,
                bool accumulate) {
@@ -342,7 +341,7 @@ void k_rows_nt(const Q8Rows& x, int64_t t0, int64_t nt, const uint8_t* w, size_t
 template <class Q, bool VNNI>
 void rows(const Q8Rows& x, int64_t t0, int64_t nt, const uint8_t* w, int64_t n0, int64_t n1, float* y, int64_t ldy,
           bool accumulate) {
-    constexpr bool kq = is_k_quant<Q, VNNI>();
+    constexpr bool kq = kKQuant<Q>;
     const size_t row_bytes = static_cast<size_t>(x.K / (kq ? 256 : 32) * Q::kBytes);
     if constexpr (kq) {
         int64_t n = n0;

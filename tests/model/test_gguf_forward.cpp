@@ -297,10 +297,9 @@ struct PatchedGguf {
         uint64_t len = name.size();
         std::string key(reinterpret_cast<const char*>(&len), 8);
         key += name;
-        const size_t at = bytes.find(key + std::string(1, '\0'));   // followed by n_dims (u32, little-endian)
-        const size_t at2 = at == std::string::npos ? bytes.find(key) : at;
-        if (at2 == std::string::npos) throw std::runtime_error("no tensor record " + name);
-        return at2 + 8;
+        const size_t at = bytes.find(key);
+        if (at == std::string::npos) throw std::runtime_error("no tensor record " + name);
+        return at + 8;
     }
     void rename(const std::string& from, const std::string& to) {
         ASSERT_EQ(from.size(), to.size());

@@ -194,6 +194,13 @@ void build_root(const Plan& plan) {
     reset_signals();
     if (setsid() < 0) fail(plan, StSetsid, errno);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(plan, StPdeath, errno);
+    // The command, not qnext, is what the kernel should kill first when memory runs out (raising the score
+    // needs no privilege; the sandbox's monitor and init are copies of qnext and keep its score).
+    if (int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); fd >= 0) {
+        ssize_t n = ::write(fd, "1000", 4);
+        (void)n;
+        close(fd);
+    }
     for (const Rlimit& r : plan.rlimits) {
         struct rlimit rl{r.soft, r.hard};
         if (setrlimit(r.resource, &rl) < 0) fail(plan, StRlimit, errno);
@@ -328,6 +335,20 @@ void kill_tree_handler(int) { kill_tree(SIGKILL); }
 void child_main(Plan& plan) {
     const bool iso = plan.mode == Mode::Isolated;
     reset_signals();
+    // Into the sandbox's control group first: everything forked from here on is counted (and limited) there.
+    for (int fd : plan.cgroup_fds) {
+        if (::write(fd, "0", 1) != 1) fail(plan, StCgroup, errno);
+        close(fd);
+    }
+    // Monitor and init are forks of qnext and show its resident size: as root, keep the OOM killer off them
+    // (the command raises its own score again, see command_main); unprivileged this is refused, harmlessly.
+    if (plan.drop_groups) {
+        if (int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); fd >= 0) {
+            ssize_t n = ::write(fd, "-1000", 5);
+            (void)n;
+            close(fd);
+        }
+    }
     // Monitor and init are copies of qnext's memory (environment included): not dumpable, so the
     // sandboxed command cannot read them through /proc/<pid>/{environ,mem,...} or ptrace.
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail(plan, StPdeath, errno);

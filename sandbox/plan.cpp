@@ -45,6 +45,7 @@ const char* stage_name(std::int32_t stage) {
         case StSetsid: return "setsid";
         case StPdeath: return "setting the parent-death signal";
         case StLandlock: return "restricting the command with a Landlock scope";
+        case StCgroup: return "joining the sandbox's control group";
         default: return "sandbox setup";
     }
 }
@@ -210,9 +211,13 @@ Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim)
                      "mode=1777,size=" + std::to_string(lim.tmp_bytes) + ",nr_inodes=" +
                          std::to_string(std::max<std::uint64_t>(1024, lim.tmp_bytes / 4096)),
                      false, false, -1, "mounting the /tmp tmpfs"});
-        // The workspace: a bind for unprivileged users; as root the MoveMount fd is filled in by
-        // spawn() with an idmapped clone.
-        if (geteuid() == 0)
+        // The workspace: the quota tmpfs (spawn() fills in the MoveMount fd); without a quota a bind for
+        // unprivileged users, and as root an idmapped clone (also a MoveMount filled in by spawn()).
+        plan.workspace_tmpfs = lim.disk_bytes > 0;
+        if (plan.workspace_tmpfs)
+            b.add(FsStep{FsStep::MoveMount, "", policy.workspace_mount, "", true, false, -1,
+                         "attaching the workspace tmpfs"});
+        else if (geteuid() == 0)
             b.add(FsStep{FsStep::MoveMount, "", policy.workspace_mount, "", true, false, -1,
                          "attaching the idmapped workspace " + ws.string()});
         else

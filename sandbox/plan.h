@@ -51,7 +51,7 @@ enum Stage : std::int32_t {
     StPidfd = -7, StMountPrivate = -8, StRootTmpfs = -9, StPivot = -10, StUmountOld = -11,
     StRootRo = -12, StHostname = -13, StLoopback = -14, StForkCmd = -15, StRlimit = -16,
     StCaps = -17, StNoNewPrivs = -18, StSeccomp = -19, StChdir = -20, StSetsid = -21, StPdeath = -22,
-    StLandlock = -23,
+    StLandlock = -23, StCgroup = -24,
 };
 const char* stage_name(std::int32_t stage);
 
@@ -75,6 +75,8 @@ struct Plan {
     std::vector<std::string> exec_candidates; // absolute paths to try for argv[0]
     std::vector<std::string> argv_storage, env_storage;
     std::vector<char*> argv, envp;   // NULL-terminated views of the storage
+    std::vector<int> cgroup_fds;     // cgroup.procs of the sandbox's group(s): the monitor joins first
+    bool workspace_tmpfs = false;    // the workspace MoveMount step attaches the quota tmpfs
     int status_fd = -1;              // write end
     int control_fd = -1;             // read end
     std::vector<char> scratch;       // buffer for readlink and similar

@@ -51,7 +51,7 @@ void check_abs(const std::string& p, const std::string& where) {
 Limits limits_from_json(const json& j, Limits l) {
     const std::string w = "limits";
     check_keys(j, {"timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "max_open_files",
-                   "tmp_mb", "output_kib", "output_hard_mb"}, w);
+                   "tmp_mb", "disk_mb", "inodes", "output_kib", "output_hard_mb"}, w);
     if (j.contains("timeout_s")) l.timeout_s = get_number(j, "timeout_s", 0, 86400 * 7, w);
     if (j.contains("cpu_s")) l.cpu_s = get_number(j, "cpu_s", 0, 86400 * 7, w);
     if (j.contains("memory_mb")) l.memory_bytes = std::uint64_t(get_number(j, "memory_mb", 0, 1 << 24, w) * kMiB);
@@ -59,6 +59,8 @@ Limits limits_from_json(const json& j, Limits l) {
     if (j.contains("max_file_mb")) l.max_file_bytes = std::uint64_t(get_number(j, "max_file_mb", 0, 1 << 24, w) * kMiB);
     if (j.contains("max_open_files")) l.max_open_files = std::uint32_t(get_number(j, "max_open_files", 16, 1 << 20, w));
     if (j.contains("tmp_mb")) l.tmp_bytes = std::uint64_t(get_number(j, "tmp_mb", 1, 1 << 20, w) * kMiB);
+    if (j.contains("disk_mb")) l.disk_bytes = std::uint64_t(get_number(j, "disk_mb", 0, 1 << 24, w) * kMiB);
+    if (j.contains("inodes")) l.max_inodes = std::uint64_t(get_number(j, "inodes", 16, 1u << 31, w));
     if (j.contains("output_kib")) l.output_bytes = std::uint64_t(get_number(j, "output_kib", 1, 1 << 20, w) * kKiB);
     if (j.contains("output_hard_mb"))
         l.output_hard_bytes = std::uint64_t(get_number(j, "output_hard_mb", 1, 1 << 16, w) * kMiB);
@@ -73,6 +75,8 @@ json limits_to_json(const Limits& l) {
                 {"max_file_mb", double(l.max_file_bytes) / kMiB},
                 {"max_open_files", l.max_open_files},
                 {"tmp_mb", double(l.tmp_bytes) / kMiB},
+                {"disk_mb", double(l.disk_bytes) / kMiB},
+                {"inodes", l.max_inodes},
                 {"output_kib", double(l.output_bytes) / kKiB},
                 {"output_hard_mb", double(l.output_hard_bytes) / kMiB}};
 }
@@ -203,6 +207,7 @@ const char* to_string(LimitHit l) {
         case LimitHit::Pids: return "pids";
         case LimitHit::Fsize: return "fsize";
         case LimitHit::Output: return "output";
+        case LimitHit::Disk: return "disk";
     }
     return "none";
 }
@@ -225,11 +230,37 @@ json RunResult::to_json() const {
     j["stderr"] = as_text(stderr_data);
     j["wall_ms"] = wall_ms;
     j["cpu_ms"] = cpu_ms;
+    j["enforcement"] = enforcement.to_json();
+    j["memory_peak_bytes"] = memory_peak_bytes ? json(memory_peak_bytes) : json(nullptr);
     if (!neutralized.empty()) {
         j["neutralized"] = json::array();
         for (const auto& p : neutralized) j["neutralized"].push_back(as_text(p));
     }
+    if (!not_copied_back.empty()) {
+        j["not_copied_back"] = json::array();
+        for (const auto& p : not_copied_back) j["not_copied_back"].push_back(as_text(p));
+    }
     return j;
+}
+
+json Enforcement::to_json() const {
+    json t{{"backend", tree}};
+    if (tree == "none") {
+        t["reason"] = tree_reason;
+    } else {
+        t["memory_bytes"] = tree_memory_bytes ? json(tree_memory_bytes) : json(nullptr);
+        t["pids"] = tree_pids ? json(tree_pids) : json(nullptr);
+        t["cpu_s"] = tree_cpu_s > 0 ? json(tree_cpu_s) : json(nullptr);
+    }
+    auto or_null = [](auto v) { return v ? json(v) : json(nullptr); };
+    json p{{"memory_bytes", or_null(process_memory_bytes)}, {"cpu_s", process_cpu_s > 0 ? json(process_cpu_s) : json(nullptr)},
+           {"pids", or_null(process_pids)}, {"file_bytes", or_null(file_bytes)}, {"open_files", open_files}};
+    json w{{"kind", workspace}};
+    if (workspace == "tmpfs") {
+        w["disk_bytes"] = disk_bytes;
+        w["inodes"] = inodes;
+    }
+    return json{{"tree", t}, {"process", p}, {"workspace", w}, {"tmp_bytes", or_null(tmp_bytes)}};
 }
 
 }  // namespace qnext::sandbox

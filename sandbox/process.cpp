@@ -7,20 +7,24 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 
+#include "sandbox/cgroup.h"
 #include "sandbox/plan.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sweep.h"
 #include "sandbox/userns.h"
+#include "sandbox/workspace_fs.h"
 
 namespace qnext::sandbox {
 namespace bp = boost::process;
@@ -45,6 +49,24 @@ struct SandboxHook : bp::extend::handler {
     }
 };
 
+Enforcement describe_limits(const Limits& lim, bool iso) {
+    Enforcement e;
+    e.process_memory_bytes = lim.memory_bytes;
+    e.process_cpu_s = lim.cpu_s;
+    e.process_pids = iso ? lim.max_processes : 0;   // RLIMIT_NPROC counts per user: only in the user namespace
+    e.file_bytes = lim.max_file_bytes;
+    e.open_files = lim.max_open_files;
+    if (iso) {
+        e.tmp_bytes = lim.tmp_bytes;
+        if (lim.disk_bytes) {
+            e.workspace = "tmpfs";
+            e.disk_bytes = lim.disk_bytes;
+            e.inodes = lim.max_inodes;
+        }
+    }
+    return e;
+}
+
 ExitStatus exit_status_from(const std::optional<int>& command_status, const std::optional<StatusMsg>& done) {
     ExitStatus e;
     std::optional<int> st = command_status;
@@ -63,12 +85,14 @@ ExitStatus exit_status_from(const std::optional<int>& command_status, const std:
 }  // namespace
 
 struct Process::Impl {
-    explicit Impl(asio::io_context& io) : io(io), in(io), out(io), err(io), status(io) {}
+    explicit Impl(asio::io_context& io) : io(io), in(io), out(io), err(io), status(io), cpu_timer(io) {}
     ~Impl() {
         if (!finished) {
             control.reset();   // the monitor sees EOF and kills the sandbox
             std::error_code ec;
             if (child.valid()) child.wait(ec);
+            if (cgroup) cgroup->kill_all();
+            if (wsfs) wsfs->copy_back();   // what a long-lived helper wrote still reaches the host
         }
     }
 
@@ -86,6 +110,13 @@ struct Process::Impl {
     std::vector<std::function<void(const ExitStatus&)>> waiters;
     std::filesystem::path workspace;   // canonical host path, swept when the sandbox is gone
     long long started_ns = 0;
+    std::unique_ptr<detail::Cgroup> cgroup;        // whole-tree limits (null without cgroups)
+    std::unique_ptr<detail::WorkspaceFs> wsfs;     // the quota tmpfs (null: the host directory is bound)
+    asio::steady_timer cpu_timer;                  // polls the group's CPU time against the tree limit
+    double tree_cpu_limit_ms = 0;
+    bool tree_cpu_hit = false;
+    Enforcement enforcement;
+    std::vector<std::string> not_copied_in;
 
     void handle(const StatusMsg& m) {
         if (m.kind == StatusMsg::CommandExited) command_status = m.status;
@@ -97,7 +128,24 @@ struct Process::Impl {
         std::error_code ec;
         if (child.valid()) child.wait(ec);
         control.reset();
+        cpu_timer.cancel();
         exit = exit_status_from(command_status, done);
+        exit.enforcement = enforcement;
+        exit.not_copied_in = not_copied_in;
+        if (cgroup) {
+            cgroup->kill_all();   // nothing should be left; a process that is must not see its files copied
+            const detail::Cgroup::Stats st = cgroup->stats();
+            exit.memory_peak_bytes = st.memory_peak;
+            exit.cpu_ms = std::max(exit.cpu_ms, st.cpu_ms);   // includes processes init did not reap (killed)
+            if (tree_cpu_hit) exit.tree_limit = LimitHit::Cpu;
+            else if (st.oom_kills > 0 || (st.memory_max_hits > 0 && exit.signal == SIGKILL)) exit.tree_limit = LimitHit::Memory;
+            else if (st.pids_max_hits > 0) exit.tree_limit = LimitHit::Pids;
+            cgroup.reset();
+        }
+        if (wsfs) {
+            exit.not_copied_back = wsfs->copy_back().skipped;
+            wsfs.reset();
+        }
         if (!workspace.empty()) {
             detail::SweepReport sweep = detail::sweep_workspace(workspace, started_ns);
             exit.neutralized = std::move(sweep.fixed);
@@ -116,6 +164,25 @@ struct Process::Impl {
 };
 
 namespace {
+
+// The tree CPU limit: qnext reads the group's CPU time every 100 ms and kills the sandbox past the limit.
+void poll_cpu(const std::shared_ptr<Process>& self) {
+    auto& I = self->impl();
+    std::weak_ptr<Process> weak = self;
+    I.cpu_timer.expires_after(std::chrono::milliseconds(100));
+    I.cpu_timer.async_wait([weak](const boost::system::error_code& ec) {
+        auto s = weak.lock();
+        if (!s || ec) return;
+        auto& J = s->impl();
+        if (J.finished || !J.cgroup) return;
+        if (J.cgroup->cpu_ms() > J.tree_cpu_limit_ms) {
+            J.tree_cpu_hit = true;
+            J.send('K');
+            return;
+        }
+        poll_cpu(s);
+    });
+}
 
 void read_status(const std::shared_ptr<Process>& self) {
     auto& I = self->impl();
@@ -157,6 +224,7 @@ boost::process::async_pipe& Process::stderr_pipe() { return impl_->err; }
 void Process::terminate() { impl_->send('T'); }
 void Process::kill() { impl_->send('K'); }
 bool Process::running() const { return !impl_->finished; }
+const Enforcement& Process::enforcement() const { return impl_->enforcement; }
 
 void Process::async_wait(std::function<void(const ExitStatus&)> handler) {
     if (impl_->finished) {
@@ -175,18 +243,50 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
         std::fprintf(stderr, "qnext: warning: running '%s' WITHOUT sandbox isolation (sandbox mode \"none\")\n",
                      req.argv[0].c_str());
 
+    auto impl = std::make_unique<Impl>(io);
+    impl->enforcement = describe_limits(lim, iso);
+    const std::uint64_t tree_memory = lim.memory_bytes ? lim.memory_bytes + (iso ? lim.tmp_bytes + lim.disk_bytes : 0) : 0;
+    const std::uint32_t tree_pids = lim.max_processes + 2;   // + the sandbox's monitor and init
+    std::string no_cgroup;
+    impl->cgroup = detail::Cgroup::create(tree_memory, tree_pids, &no_cgroup);
+    if (impl->cgroup) {
+        Enforcement& e = impl->enforcement;
+        e.tree = impl->cgroup->backend();
+        e.tree_memory_bytes = tree_memory;
+        e.tree_pids = tree_pids;
+        if (impl->cgroup->cpu_accounting() && lim.cpu_s > 0) e.tree_cpu_s = lim.cpu_s;
+        impl->tree_cpu_limit_ms = e.tree_cpu_s * 1000.0;
+        plan.cgroup_fds = impl->cgroup->join_fds();
+    } else {
+        impl->enforcement.tree_reason = no_cgroup;
+        static std::once_flag notice;
+        std::call_once(notice, [&] {
+            std::fprintf(stderr,
+                         "qnext: notice: sandbox memory, process and CPU limits hold per process only (rlimits), not "
+                         "for the sandbox as a whole: %s\n",
+                         impl->enforcement.tree_reason.c_str());
+        });
+    }
     Fd userns, ws_tree;
     if (iso) {
         const bool root = geteuid() == 0;
         userns = detail::make_userns(policy.uid, root ? policy.root_host_uid : geteuid(), policy.gid,
                                      root ? policy.root_host_gid : getegid());
         plan.userns_fd = userns.get();
-        if (root) {
+        int ws_fd = -1;
+        if (plan.workspace_tmpfs) {
+            impl->wsfs = std::make_unique<detail::WorkspaceFs>(std::filesystem::canonical(req.workspace), lim.disk_bytes,
+                                                               lim.max_inodes, userns.get(), policy.root_host_uid,
+                                                               policy.root_host_gid);
+            impl->not_copied_in = impl->wsfs->copied_in().skipped;
+            ws_fd = impl->wsfs->mount_fd();
+        } else if (root) {
             ws_tree = detail::idmapped_workspace(std::filesystem::canonical(req.workspace), policy.root_host_uid,
                                                  policy.root_host_gid);
-            for (auto& s : plan.steps)
-                if (s.kind == detail::FsStep::MoveMount) s.fd = ws_tree.get();
+            ws_fd = ws_tree.get();
         }
+        for (auto& s : plan.steps)
+            if (s.kind == detail::FsStep::MoveMount) s.fd = ws_fd;
     }
     int sp[2], cp[2];
     if (pipe2(sp, O_CLOEXEC) < 0) throw SandboxError(std::string("sandbox: pipe: ") + std::strerror(errno));
@@ -196,7 +296,6 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
     plan.status_fd = status_w.get();
     plan.control_fd = control_r.get();
 
-    auto impl = std::make_unique<Impl>(io);
     impl->workspace = std::filesystem::canonical(req.workspace);
     impl->started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count() - 1000000000LL;
@@ -212,6 +311,7 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
     control_r.reset();
     userns.reset();
     ws_tree.reset();
+    if (impl->cgroup) impl->cgroup->close_join_fds();
     fcntl(control_w.get(), F_SETFL, O_NONBLOCK);
 
     // Setup and exec failures have already been written to the status pipe.
@@ -233,6 +333,7 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
         std::error_code ec;
         impl->child.wait(ec);
         impl->finished = true;
+        impl->wsfs.reset();   // nothing ran: nothing to copy back
         if (failure->kind == StatusMsg::ExecFailed)
             throw ExecError("sandbox: cannot execute '" + req.argv[0] + "': " + std::strerror(failure->err) +
                                 (req.argv[0].find('/') == std::string::npos ? " (searched PATH inside the sandbox)"
@@ -243,8 +344,10 @@ std::shared_ptr<Process> Process::spawn(asio::io_context& io, const Policy& poli
     fcntl(status_r.get(), F_SETFL, 0);
     impl->status.assign(status_r.release());
     impl->control = std::move(control_w);
+    const bool poll = impl->cgroup && impl->tree_cpu_limit_ms > 0;
     auto proc = std::make_shared<Process>(std::move(impl));
     read_status(proc);
+    if (poll) poll_cpu(proc);
     return proc;
 }
 

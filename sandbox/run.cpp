@@ -56,13 +56,15 @@ bool contains(const std::string& hay, const char* needle) { return hay.find(need
 // Which limit ended the run. rlimit hits are not reported by the kernel, so this combines the
 // signal (SIGXCPU/SIGXFSZ, SIGKILL at the hard CPU limit) with the standard error messages that
 // allocation/fork/write failures produce in libc-based programs and Python.
-LimitHit classify(const RunResult& r, const Limits& lim, bool output_killed) {
+LimitHit classify(const RunResult& r, const Limits& lim, bool output_killed, LimitHit tree) {
     if (output_killed) return LimitHit::Output;
+    if (tree == LimitHit::Cpu) return tree;   // qnext killed the sandbox at the tree CPU limit
     if (r.timed_out || r.cancelled) return LimitHit::None;
     if (r.signal == SIGXCPU || (r.signal == SIGKILL && lim.cpu_s > 0 && r.cpu_ms >= lim.cpu_s * 1000.0))
         return LimitHit::Cpu;
     if (r.signal == SIGXFSZ) return LimitHit::Fsize;
     if (r.exit_code == 0) return LimitHit::None;
+    if (tree != LimitHit::None) return tree;   // the control group saw the memory or process limit reached
     // A shell reports a child killed by a signal as exit status 128+signal.
     const std::string& e = r.stderr_data;
     if (r.exit_code == 128 + SIGXCPU || contains(e, "CPU time limit exceeded")) return LimitHit::Cpu;
@@ -71,6 +73,7 @@ LimitHit classify(const RunResult& r, const Limits& lim, bool output_killed) {
     if (contains(e, "MemoryError") || contains(e, "Cannot allocate memory") || contains(e, "std::bad_alloc") ||
         contains(e, "out of memory") || contains(e, "Out of memory"))
         return LimitHit::Memory;
+    if (contains(e, "No space left on device") || contains(e, "ENOSPC")) return LimitHit::Disk;
     if (contains(e, "fork: retry") || contains(e, "Cannot fork") || contains(e, "can't start new thread") ||
         contains(e, "fork: Resource temporarily unavailable") ||
         (contains(e, "BlockingIOError") && contains(e, "Resource temporarily unavailable")))
@@ -185,12 +188,26 @@ private:
         r.truncated = out_.truncated() || err_.truncated();
         r.stdout_data = out_.text();
         r.stderr_data = err_.text();
-        r.limit = classify(r, lim_, output_killed_);
+        r.limit = classify(r, lim_, output_killed_, exit_.tree_limit);
+        r.memory_peak_bytes = exit_.memory_peak_bytes;
+        r.enforcement = exit_.enforcement;
+        r.not_copied_back = exit_.not_copied_back;
         r.neutralized = exit_.neutralized;
         if (!r.neutralized.empty()) {
             std::string note = "[qnext sandbox: removed set-user-ID/set-group-ID bits or file capabilities from";
             for (size_t i = 0; i < r.neutralized.size() && i < 20; ++i) note += " " + r.neutralized[i];
             if (r.neutralized.size() > 20) note += " and " + std::to_string(r.neutralized.size() - 20) + " more";
+            r.stderr_data += note + "]\n";
+        }
+        if (!exit_.not_copied_in.empty()) {
+            std::string note = "[qnext sandbox: not copied into the sandbox's workspace:";
+            for (size_t i = 0; i < exit_.not_copied_in.size() && i < 20; ++i) note += " " + exit_.not_copied_in[i];
+            r.stderr_data += note + "]\n";
+        }
+        if (!r.not_copied_back.empty()) {
+            std::string note = "[qnext sandbox: not copied back to the host workspace:";
+            for (size_t i = 0; i < r.not_copied_back.size() && i < 20; ++i) note += " " + r.not_copied_back[i];
+            if (r.not_copied_back.size() > 20) note += " and " + std::to_string(r.not_copied_back.size() - 20) + " more";
             r.stderr_data += note + "]\n";
         }
         if (!exit_.sweep_incomplete.empty())

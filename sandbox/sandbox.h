@@ -63,6 +63,10 @@ struct Limits {
     std::uint64_t max_file_bytes = 64ull << 20;      // RLIMIT_FSIZE (largest file a process may write)
     std::uint32_t max_open_files = 256;              // RLIMIT_NOFILE
     std::uint64_t tmp_bytes = 64ull << 20;           // size of the private tmpfs /tmp
+    std::uint64_t disk_bytes = 256ull << 20;         // the workspace: a tmpfs of this size holding a copy of the
+                                                     // host directory, copied back at the end (0 = bind the host
+                                                     // directory itself, without a quota)
+    std::uint64_t max_inodes = 16384;                // inodes of the workspace tmpfs (files, dirs, symlinks)
     std::uint64_t output_bytes = 64ull << 10;        // captured bytes kept per stream (head + tail)
     std::uint64_t output_hard_bytes = 16ull << 20;   // total stdout+stderr after which the run is killed
     bool operator==(const Limits&) const = default;
@@ -109,8 +113,33 @@ struct RunRequest : SpawnRequest {
     std::string stdin_data;                          // written to stdin, then stdin is closed
 };
 
-enum class LimitHit { None, Memory, Cpu, Pids, Fsize, Output };
+enum class LimitHit { None, Memory, Cpu, Pids, Fsize, Output, Disk };
 const char* to_string(LimitHit l);                   // "memory", "cpu", ... (None -> "none")
+
+// The limits in force for one sandbox, as it was actually set up (see README, "Sandbox").
+struct Enforcement {
+    // Whole-tree limits (every process of the sandbox together): "cgroup2", "cgroup1", or "none" when no
+    // control group could be used (tree_reason says why): then memory, processes and CPU time are limited per
+    // process only (rlimits), never unlimited.
+    std::string tree = "none";
+    std::string tree_reason;
+    std::uint64_t tree_memory_bytes = 0;   // memory_bytes + tmp_bytes + disk_bytes (files in tmpfs are RAM)
+    std::uint32_t tree_pids = 0;           // processes and threads, the sandbox's own monitor and init included
+    double tree_cpu_s = 0;                 // CPU seconds of all processes together (qnext polls the group)
+    // Per process (rlimits): address space, CPU seconds, processes, file size, open files.
+    std::uint64_t process_memory_bytes = 0;
+    double process_cpu_s = 0;
+    std::uint32_t process_pids = 0;
+    std::uint64_t file_bytes = 0;
+    std::uint32_t open_files = 0;
+    // The workspace: "tmpfs" (disk_bytes / inodes quota, copied back), or "bind" (the host directory, no
+    // quota: limits.disk_mb is 0 or the sandbox mode is none).
+    std::string workspace = "bind";
+    std::uint64_t disk_bytes = 0, inodes = 0;
+    std::uint64_t tmp_bytes = 0;
+
+    nlohmann::json to_json() const;
+};
 
 struct RunResult {
     std::optional<int> exit_code;                    // set when the command exited normally
@@ -123,12 +152,17 @@ struct RunResult {
     std::string stderr_data;
     double wall_ms = 0;
     double cpu_ms = 0;                               // user+system of every process in the sandbox
+    std::uint64_t memory_peak_bytes = 0;             // the sandbox's peak memory (cgroups only; 0 = unknown)
+    Enforcement enforcement;                         // the limits that were in force
+    // Workspace entries the sandbox left that were not copied back to the host (tmpfs workspace): "path (why)"
+    std::vector<std::string> not_copied_back;
     // Workspace files whose set-user-ID/set-group-ID bits or file capabilities the sandbox left behind and
     // qnext removed when it ended (see ExitStatus::neutralized); also noted at the end of stderr_data.
     std::vector<std::string> neutralized;
 
-    // {"exit_code","signal","timed_out","limit","truncated","stdout","stderr","wall_ms","cpu_ms"}, plus
-    // "neutralized" when it is not empty
+    // {"exit_code","signal","timed_out","limit","truncated","stdout","stderr","wall_ms","cpu_ms",
+    // "memory_peak_bytes" (null = unknown), "enforcement"}, plus "neutralized" and "not_copied_back" when they
+    // are not empty
     nlohmann::json to_json() const;
 };
 
@@ -142,6 +176,12 @@ struct ExitStatus {
     // root when qnext runs as root). The paths it fixed, and why a part was not swept ("" = all of it).
     std::vector<std::string> neutralized;
     std::string sweep_incomplete;
+    // Evidence from the sandbox's control group: which whole-tree limit it reached (None without cgroups).
+    LimitHit tree_limit = LimitHit::None;
+    std::uint64_t memory_peak_bytes = 0;
+    Enforcement enforcement;
+    std::vector<std::string> not_copied_back;   // see RunResult
+    std::vector<std::string> not_copied_in;     // host workspace entries the sandbox did not get: "path (why)"
 };
 
 // A sandboxed process with its stdio as asio pipes (for MCP servers and other long-lived helpers).
@@ -160,6 +200,7 @@ public:
     void terminate();   // SIGTERM to every process in the sandbox
     void kill();        // SIGKILL the whole sandbox (idempotent)
     bool running() const;
+    const Enforcement& enforcement() const;
     // Called once, after every process of the sandbox is gone.
     void async_wait(std::function<void(const ExitStatus&)> handler);
 

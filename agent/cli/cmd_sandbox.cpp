@@ -36,8 +36,9 @@ private:
 
 struct SandboxOptions {
     std::string workspace, policy_file, mode = "isolated";
-    double timeout_s = -1, cpu_s = -1, memory_mb = -1;
+    double timeout_s = -1, cpu_s = -1, memory_mb = -1, disk_mb = -1;
     int pids = -1;
+    long long inodes = -1;
     bool allow_net = false, json = false;
     std::vector<std::string> command;
 };
@@ -49,6 +50,8 @@ sb::Policy make_policy(const SandboxOptions& o) {
     if (o.cpu_s >= 0) p.limits.cpu_s = o.cpu_s;
     if (o.memory_mb >= 0) p.limits.memory_bytes = std::uint64_t(o.memory_mb * 1024 * 1024);
     if (o.pids > 0) p.limits.max_processes = std::uint32_t(o.pids);
+    if (o.disk_mb >= 0) p.limits.disk_bytes = std::uint64_t(o.disk_mb * 1024 * 1024);
+    if (o.inodes > 0) p.limits.max_inodes = std::uint64_t(o.inodes);
     if (o.allow_net) p.allow_network = true;
     return p;
 }
@@ -149,10 +152,17 @@ void add_sandbox_commands(Context& ctx) {
                     "host directory mounted read-write at /workspace (default: a fresh temporary directory)")
         ->check(CLI::ExistingDirectory);
     cmd->add_option("--timeout", opts->timeout_s, "wall-clock limit in seconds (0 = none)")->check(CLI::NonNegativeNumber);
-    cmd->add_option("--cpu", opts->cpu_s, "CPU seconds per process (0 = none)")->check(CLI::NonNegativeNumber);
-    cmd->add_option("--memory", opts->memory_mb, "address-space limit per process in MiB (0 = none)")
+    cmd->add_option("--cpu", opts->cpu_s, "CPU seconds per process and for the whole sandbox (0 = none)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--memory", opts->memory_mb,
+                    "memory in MiB: address space per process, and (with cgroups) the whole sandbox's processes (0 = none)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--pids", opts->pids, "maximum number of processes/threads")->check(CLI::PositiveNumber);
+    cmd->add_option("--disk", opts->disk_mb,
+                    "workspace quota in MiB (a tmpfs copied back at the end; 0 = bind the directory, no quota)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--inodes", opts->inodes, "workspace inode quota (files, directories, symlinks)")
+        ->check(CLI::Range(16LL, 1LL << 31));
     cmd->add_flag("--allow-net", opts->allow_net, "keep the host network (default: loopback only)");
     cmd->add_flag("--json", opts->json, "print exactly one JSON object with the result");
     cmd->add_option("--policy", opts->policy_file, "policy JSON file (see configs/policies/)")

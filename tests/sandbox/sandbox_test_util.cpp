@@ -32,6 +32,8 @@ Policy test_policy() {
     p.limits.max_processes = 32;
     p.limits.max_file_bytes = 8ull << 20;
     p.limits.tmp_bytes = 16ull << 20;
+    p.limits.disk_bytes = 32ull << 20;
+    p.limits.max_inodes = 2048;
     p.limits.output_bytes = 16ull << 10;
     p.limits.output_hard_bytes = 4ull << 20;
     return p;

@@ -23,7 +23,7 @@ private:
 };
 
 // The default policy with the small limits the attack suite uses (64 MiB memory, 2 s CPU,
-// 4 s wall clock, 32 processes, 8 MiB files, 16 MiB /tmp, 16 KiB captured output per stream).
+// 4 s wall clock, 32 processes, 8 MiB files, 16 MiB /tmp, a 32 MiB / 2048-inode workspace, 16 KiB captured output per stream).
 Policy test_policy();
 
 // Run `/bin/sh -c script` in `workspace` under `policy`.

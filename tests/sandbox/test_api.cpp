@@ -141,14 +141,123 @@ TEST_F(Api, JsonContract) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : j.items()) keys.push_back(k);
     std::sort(keys.begin(), keys.end());
-    EXPECT_EQ(keys, (std::vector<std::string>{"cpu_ms", "exit_code", "limit", "signal", "stderr", "stdout", "timed_out",
-                                              "truncated", "wall_ms"}));
+    EXPECT_EQ(keys, (std::vector<std::string>{"cpu_ms", "enforcement", "exit_code", "limit", "memory_peak_bytes", "signal",
+                                              "stderr", "stdout", "timed_out", "truncated", "wall_ms"}));
+    const json& e = j["enforcement"];
+    EXPECT_EQ(e["workspace"], (json{{"kind", "tmpfs"}, {"disk_bytes", 32 << 20}, {"inodes", 2048}}));
+    EXPECT_EQ(e["process"]["memory_bytes"], 64 << 20);
+    EXPECT_EQ(e["tmp_bytes"], 16 << 20);
+    if (e["tree"]["backend"] == "none") {
+        EXPECT_FALSE(e["tree"]["reason"].get<std::string>().empty());
+    } else {
+        EXPECT_EQ(e["tree"]["memory_bytes"], (64 + 16 + 32) << 20);   // processes + /tmp + workspace (all RAM)
+        EXPECT_EQ(e["tree"]["pids"], 32 + 2);
+    }
     EXPECT_EQ(j["exit_code"], 2);
     EXPECT_TRUE(j["signal"].is_null());
     EXPECT_TRUE(j["limit"].is_null());
     EXPECT_EQ(j["stdout"], "ok\xEF\xBF\xBD");   // invalid UTF-8 byte -> U+FFFD
     EXPECT_TRUE(j["wall_ms"].is_number());
     EXPECT_TRUE(j["cpu_ms"].is_number());
+}
+
+// ---- the workspace tmpfs: copy-in, copy-back, merge ---------------------------------------------------
+
+struct stat lstat_of(const fs::path& p) {
+    struct stat st {};
+    EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
+    return st;
+}
+
+TEST_F(Api, WorkspaceChangesAreCopiedBack) {
+    std::ofstream(ws.path() / "keep.txt") << "keep";
+    std::ofstream(ws.path() / "edit.txt") << "old";
+    std::ofstream(ws.path() / "gone.txt") << "gone";
+    fs::create_directories(ws.path() / "olddir" / "sub");
+    std::ofstream(ws.path() / "olddir" / "sub" / "x") << "x";
+    fs::create_symlink("keep.txt", ws.path() / "link");
+    const struct stat keep_before = lstat_of(ws.path() / "keep.txt");
+    RunResult r = sh(policy, ws.path(),
+                     "cat keep.txt; echo new > edit.txt; rm gone.txt; rm -r olddir; mkdir -p a/b; echo deep > a/b/c; "
+                     "chmod 700 a/b/c; ln -s /etc/passwd evil; ln -sf edit.txt link; mkfifo fifo; "
+                     "dd if=/dev/zero of=sparse bs=1 count=1 seek=7000000 2>/dev/null");
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "keep");
+    EXPECT_EQ(read_file(ws.path() / "edit.txt"), "new\n");
+    EXPECT_FALSE(fs::exists(ws.path() / "gone.txt"));
+    EXPECT_FALSE(fs::exists(ws.path() / "olddir"));
+    EXPECT_EQ(read_file(ws.path() / "a" / "b" / "c"), "deep\n");
+    EXPECT_EQ(lstat_of(ws.path() / "a" / "b" / "c").st_mode & 07777, 0700u);
+    EXPECT_EQ(fs::read_symlink(ws.path() / "evil"), "/etc/passwd");   // a symlink, never followed
+    EXPECT_EQ(fs::read_symlink(ws.path() / "link"), "edit.txt");
+    EXPECT_FALSE(fs::exists(fs::symlink_status(ws.path() / "fifo")));
+    ASSERT_EQ(r.not_copied_back, std::vector<std::string>{"fifo (fifo)"});
+    EXPECT_NE(r.stderr_data.find("not copied back to the host workspace: fifo (fifo)"), std::string::npos);
+    const struct stat sp = lstat_of(ws.path() / "sparse");
+    EXPECT_EQ(sp.st_size, 7000001);
+    EXPECT_LT(sp.st_blocks * 512, 1 << 20);   // holes stay holes
+    const struct stat keep_after = lstat_of(ws.path() / "keep.txt");   // unchanged: not rewritten
+    EXPECT_EQ(keep_after.st_ino, keep_before.st_ino);
+    EXPECT_EQ(keep_after.st_mtim.tv_nsec, keep_before.st_mtim.tv_nsec);
+    for (const auto& e : fs::recursive_directory_iterator(ws.path()))
+        EXPECT_EQ(e.path().filename().string().find(".qnext-sync"), std::string::npos) << e.path();
+}
+
+// Two sandboxes on one workspace at the same time (parallel tool calls): neither undoes the other's work, and
+// a file deleted in the sandbox survives on the host if the host changed it meanwhile.
+TEST_F(Api, ConcurrentRunsMergeTheirChanges) {
+    std::ofstream(ws.path() / "shared.txt") << "v1";
+    boost::asio::io_context io;
+    int done = 0;
+    auto start = [&](const std::string& script) {
+        RunRequest req;
+        req.argv = {"/bin/sh", "-c", script};
+        req.workspace = ws.path();
+        async_run(io, policy, req, [&](std::exception_ptr e, RunResult r) {
+            EXPECT_FALSE(e);
+            EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
+            ++done;
+        });
+    };
+    start("sleep 0.6; echo a > a.txt; rm shared.txt");
+    start("echo b > b.txt");
+    boost::asio::steady_timer t(io, std::chrono::milliseconds(300));
+    t.async_wait([&](const boost::system::error_code&) { std::ofstream(ws.path() / "shared.txt") << "v2 from the host"; });
+    io.run();
+    EXPECT_EQ(done, 2);
+    EXPECT_EQ(read_file(ws.path() / "a.txt"), "a\n");
+    EXPECT_EQ(read_file(ws.path() / "b.txt"), "b\n");
+    EXPECT_EQ(read_file(ws.path() / "shared.txt"), "v2 from the host");
+}
+
+TEST_F(Api, WorkspaceLargerThanTheQuotaIsRefused) {
+    {
+        std::ofstream big(ws.path() / "big.bin", std::ios::binary);
+        std::string mb(1 << 20, 'x');
+        for (int i = 0; i < 40; ++i) big << mb;
+    }
+    try {
+        sh(policy, ws.path(), "true");
+        ADD_FAILURE() << "expected a quota error";
+    } catch (const SandboxError& e) {
+        EXPECT_NE(std::string(e.what()).find("does not fit its quota (32 MiB, 2048 inodes)"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("big.bin"), std::string::npos) << e.what();
+    }
+    policy.limits.disk_bytes = 0;   // bound without a quota: runs, and says so
+    RunResult r = sh(policy, ws.path(), "wc -c < big.bin");
+    EXPECT_EQ(r.stdout_data, std::to_string(40 << 20) + "\n");
+    EXPECT_EQ(r.enforcement.workspace, "bind");
+}
+
+TEST_F(Api, WithoutCgroupsTheFallbackIsReported) {
+    setenv("QNEXT_SANDBOX_CGROUPS", "off", 1);
+    RunResult r = sh(policy, ws.path(), "python3 -c 'a = bytearray(512 << 20)'");
+    unsetenv("QNEXT_SANDBOX_CGROUPS");
+    EXPECT_EQ(r.enforcement.tree, "none");
+    EXPECT_NE(r.enforcement.tree_reason.find("QNEXT_SANDBOX_CGROUPS"), std::string::npos);
+    EXPECT_EQ(r.to_json()["enforcement"]["tree"]["backend"], "none");
+    EXPECT_EQ(r.limit, LimitHit::Memory);   // the per-process limits still hold
+    EXPECT_EQ(r.enforcement.process_memory_bytes, policy.limits.memory_bytes);
 }
 
 TEST_F(Api, ConcurrentAsyncRuns) {

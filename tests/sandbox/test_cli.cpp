@@ -47,7 +47,8 @@ TEST_F(SandboxCli, JsonIsExactlyOneObject) {
                   " -- /bin/sh -c 'cat; echo e >&2; echo f > /workspace/f; exit 4'", "in");
     ASSERT_EQ(c.status, 0) << c.err;
     json j = json::parse(c.out);   // throws on trailing garbage
-    EXPECT_EQ(j.size(), 9u);
+    EXPECT_EQ(j.size(), 11u);
+    EXPECT_TRUE(j["enforcement"]["tree"].contains("backend"));
     EXPECT_EQ(j["exit_code"], 4);
     EXPECT_TRUE(j["signal"].is_null());
     EXPECT_EQ(j["timed_out"], false);

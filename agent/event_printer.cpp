@@ -139,6 +139,7 @@ void EventPrinter::on_event(const LoopEvent& ev) {
         case K::StepDone:
             end_stream();
             if (!ev.result->error.empty()) std::fprintf(out_, "error: %s\n", ev.result->error.c_str());
+            std::fflush(out_);   // the stats go to stderr: the answer's line must be out first (one terminal or pipe)
             std::fprintf(stderr, "%s[step %d] %s · %s%s\n", color_ ? "\x1b[2m" : "", ev.step,
                          to_string(ev.result->finish), format_stats(ev.result->stats).c_str(), color_ ? "\x1b[0m" : "");
             break;

@@ -21,8 +21,10 @@ const std::set<std::string> kHandled = {
     "type",      "nullable",    "properties", "required",         "additionalProperties", "enum",
     "const",     "anyOf",       "oneOf",      "allOf",            "items",                "prefixItems",
     "minItems",  "maxItems",    "minLength",  "maxLength",        "pattern",              "format",
-    "minimum",   "maximum",     "exclusiveMinimum", "exclusiveMaximum", "$ref",            "uniqueItems"};
-const std::set<std::string> kObjectKw = {"properties", "required", "additionalProperties"};
+    "minimum",   "maximum",     "exclusiveMinimum", "exclusiveMaximum", "$ref",            "uniqueItems",
+    "minProperties", "maxProperties"};
+const std::set<std::string> kObjectKw = {"properties", "required", "additionalProperties", "minProperties",
+                                         "maxProperties"};
 const std::set<std::string> kArrayKw = {"items", "prefixItems", "minItems", "maxItems"};
 const std::set<std::string> kStringKw = {"minLength", "maxLength", "pattern", "format"};
 const std::set<std::string> kNumberKw = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
@@ -462,15 +464,49 @@ void JsonSchemaCompiler::emit_object(Nfa& nfa_in, int32_t from, int32_t to, cons
     }
     Nfa& nfa = nfa_in;
     const size_t n = names.size();
-    // states: open = after '{' (nothing written); after[i] = after the value of property i
+    // minProperties / maxProperties: the states are layered by the number of properties written so far,
+    // 0..C, where C = maxProperties (no more may follow) or, without one, minProperties (C stands for "C or
+    // more"). Without either there is one layer.
+    auto count = [&](const char* kw) -> int64_t {
+        if (!s.contains(kw)) return -1;
+        if (!s[kw].is_number_integer() || s[kw].get<int64_t>() < 0)
+            throw SchemaError(path + "/" + kw, kw, "must be a non-negative integer");
+        return s[kw].get<int64_t>();
+    };
+    const int64_t min_p = std::max<int64_t>(count("minProperties"), 0), max_p = count("maxProperties");
+    const int64_t n_required = static_cast<int64_t>(required.size());
+    if (max_p >= 0 && max_p < std::max(min_p, n_required))
+        throw SchemaError(path + "/maxProperties", "maxProperties",
+                          max_p < min_p ? "maxProperties < minProperties" : "maxProperties is below the number of required properties");
+    if (extra < 0 && min_p > static_cast<int64_t>(n))
+        throw SchemaError(path + "/minProperties", "minProperties",
+                          "minProperties exceeds the declared properties and additionalProperties allows no others");
+    const int64_t layers = (max_p >= 0 ? max_p : min_p) + 1;
+    if (layers > 1000 || layers * static_cast<int64_t>(n + 2) > 20000)
+        throw SchemaError(path + (max_p >= 0 ? "/maxProperties" : "/minProperties"), max_p >= 0 ? "maxProperties" : "minProperties",
+                          "property-count bounds this large are not supported");
+    const auto L = static_cast<size_t>(layers);
+    // the layer after writing one more property from layer c (-1: none may be written)
+    auto next = [&](size_t c) -> int64_t {
+        if (max_p >= 0) return static_cast<int64_t>(c) + 1 <= max_p ? static_cast<int64_t>(c) + 1 : -1;
+        return static_cast<int64_t>(std::min(c + 1, L - 1));
+    };
+    auto may_close = [&](size_t c) { return static_cast<int64_t>(c) >= min_p; };
+    // states: open = after '{' (nothing written); entry[i][c] = before property i with c written;
+    // after[i][c] = after the value of property i, c written in all
     int32_t open = nfa.add_state();
     nfa.range(from, '{', '{', open);
-    std::vector<int32_t> entry(n), after(n);
-    for (size_t i = 0; i < n; ++i) {
-        entry[i] = nfa.add_state();
-        int32_t k = nfa.literal(entry[i], detail::json_literal(json(names[i])) + ": ");
-        after[i] = nfa.call_next(k, subs[i]);
-    }
+    std::vector<std::vector<int32_t>> entry(n, std::vector<int32_t>(L, -1)), after(n, std::vector<int32_t>(L, -1));
+    for (size_t i = 0; i < n; ++i)
+        for (size_t c = 0; c < L; ++c) after[i][c] = nfa.add_state();
+    for (size_t i = 0; i < n; ++i)
+        for (size_t c = 0; c < L; ++c) {
+            const int64_t c2 = next(c);
+            if (c2 < 0) continue;
+            entry[i][c] = nfa.add_state();
+            int32_t k = nfa.literal(entry[i][c], detail::json_literal(json(names[i])) + ": ");
+            nfa.call(k, subs[i], after[i][static_cast<size_t>(c2)]);
+        }
     // required properties in [a, b)
     auto none_required = [&](size_t a, size_t b) {
         for (size_t i = a; i < b; ++i)
@@ -478,24 +514,39 @@ void JsonSchemaCompiler::emit_object(Nfa& nfa_in, int32_t from, int32_t to, cons
         return true;
     };
     for (size_t i = 0; i < n; ++i)
-        if (none_required(0, i)) nfa.epsilon(open, entry[i]);
-    if (none_required(0, n)) nfa.range(open, '}', '}', to);
-    for (size_t j = 0; j < n; ++j) {
-        int32_t comma = nfa.literal(after[j], ", ");
-        for (size_t i = j + 1; i < n; ++i)
-            if (none_required(j + 1, i)) nfa.epsilon(comma, entry[i]);
-        if (none_required(j + 1, n)) nfa.range(after[j], '}', '}', to);
-    }
+        if (none_required(0, i) && entry[i][0] >= 0) nfa.epsilon(open, entry[i][0]);
+    if (none_required(0, n) && may_close(0)) nfa.range(open, '}', '}', to);
+    for (size_t j = 0; j < n; ++j)
+        for (size_t c = 0; c < L; ++c) {
+            int32_t comma = -1;
+            for (size_t i = j + 1; i < n; ++i)
+                if (none_required(j + 1, i) && entry[i][c] >= 0) {
+                    if (comma < 0) comma = nfa.literal(after[j][c], ", ");
+                    nfa.epsilon(comma, entry[i][c]);
+                }
+            if (none_required(j + 1, n) && may_close(c)) nfa.range(after[j][c], '}', '}', to);
+        }
     if (extra >= 0) {
-        int32_t x_entry = nfa.add_state(), x_after = nfa.add_state();
-        int32_t key_end = nfa.add_state();
-        emit_extra_key(nfa, x_entry, key_end, names);
-        nfa.call(nfa.literal(key_end, ": "), extra, x_after);
-        nfa.range(x_after, '}', '}', to);
-        nfa.epsilon(nfa.literal(x_after, ", "), x_entry);
-        if (none_required(0, n)) nfa.epsilon(open, x_entry);
+        // extra keys come after the declared ones: x_entry[c] -> key ": " value -> x_after[next(c)]
+        std::vector<int32_t> x_entry(L, -1), x_after(L);
+        for (size_t c = 0; c < L; ++c) x_after[c] = nfa.add_state();
+        for (size_t c = 0; c < L; ++c) {
+            const int64_t c2 = next(c);
+            if (c2 < 0) continue;
+            x_entry[c] = nfa.add_state();
+            int32_t key_end = nfa.add_state();
+            emit_extra_key(nfa, x_entry[c], key_end, names);
+            nfa.call(nfa.literal(key_end, ": "), extra, x_after[static_cast<size_t>(c2)]);
+        }
+        for (size_t c = 0; c < L; ++c) {
+            if (may_close(c)) nfa.range(x_after[c], '}', '}', to);
+            if (x_entry[c] >= 0) nfa.epsilon(nfa.literal(x_after[c], ", "), x_entry[c]);
+        }
+        if (none_required(0, n) && x_entry[0] >= 0) nfa.epsilon(open, x_entry[0]);
         for (size_t j = 0; j < n; ++j)
-            if (none_required(j + 1, n)) nfa.epsilon(nfa.literal(after[j], ", "), x_entry);
+            if (none_required(j + 1, n))
+                for (size_t c = 0; c < L; ++c)
+                    if (x_entry[c] >= 0) nfa.epsilon(nfa.literal(after[j][c], ", "), x_entry[c]);
     }
 }
 
@@ -591,9 +642,9 @@ json JsonSchemaCompiler::merge_all(const std::vector<json>& parts_in, const std:
                     }
                 if (both.empty()) throw SchemaError(path, "allOf", "incompatible types");
                 o = both;
-            } else if (k == "minimum" || k == "minLength" || k == "minItems" || k == "exclusiveMinimum") {
+            } else if (k == "minimum" || k == "minLength" || k == "minItems" || k == "exclusiveMinimum" || k == "minProperties") {
                 if (v > o) o = v;
-            } else if (k == "maximum" || k == "maxLength" || k == "maxItems" || k == "exclusiveMaximum") {
+            } else if (k == "maximum" || k == "maxLength" || k == "maxItems" || k == "exclusiveMaximum" || k == "maxProperties") {
                 if (v < o) o = v;
             } else if (k == "enum") {
                 json both = json::array();

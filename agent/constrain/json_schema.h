@@ -12,12 +12,13 @@
 // required key or a const/enum discriminator; otherwise an error), allOf (merged: objects, and
 // compatible scalar keywords), items, prefixItems, minItems, maxItems, minLength, maxLength, pattern
 // (regex subset, see regex.h), format (date, time, date-time, uuid, email, uri, ipv4, hostname),
-// minimum / maximum / exclusiveMinimum / exclusiveMaximum (integers; for numbers integral bounds),
+// minimum / maximum / exclusiveMinimum / exclusiveMaximum (any bound with <= 15 fraction digits, compared
+// exactly as the decimal the schema spells), minProperties / maxProperties (declared and additional keys),
 // $ref to "#" / "#/..." ($defs, definitions, any pointer) including recursion.
 // Ignored (annotations): title, description, default, examples, $schema, $id, $comment, deprecated,
 // readOnly, writeOnly, x-* extensions, uniqueItems: false.
 // Anything else (not, if/then/else, patternProperties, multipleOf, uniqueItems: true, contains,
-// minProperties, dependentRequired, ... or unknown keywords) is a SchemaError naming keyword and path.
+// dependentRequired, propertyNames, ... or unknown keywords) is a SchemaError naming keyword and path.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -1,9 +1,12 @@
 // Scalars of the JSON-schema compiler: strings (plain, length-bounded, pattern, format), integers
 // and numbers with bounds, and the format table.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "agent/constrain/grammar.h"
@@ -257,6 +260,107 @@ std::optional<double> bound(const nlohmann::ordered_json& s, const char* kw, con
     return v.get<double>();
 }
 
+struct Bound {
+    double value;
+    bool strict;
+    const char* keyword;
+};
+
+// A bound on a magnitude: integer part and the exact decimal digits of its fraction (no trailing zeros).
+struct MagBound {
+    int64_t ip;
+    std::string frac;
+    bool strict;
+};
+
+MagBound mag_bound(const Bound& b, const std::string& path) {
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, std::fabs(b.value), std::chars_format::fixed);   // shortest exact
+    std::string t(buf, r.ptr);
+    size_t dot = t.find('.');
+    MagBound m{std::stoll(t.substr(0, dot)), dot == std::string::npos ? "" : t.substr(dot + 1), b.strict};
+    while (!m.frac.empty() && m.frac.back() == '0') m.frac.pop_back();
+    if (m.frac.size() > 15)
+        throw SchemaError(path + "/" + b.keyword, b.keyword, "bounds with more than 15 fraction digits are not supported");
+    return m;
+}
+
+// Fraction digits D (1..15) after a '.' at `dot`, such that 0.D compares with the optional bounds
+// lo (0.D >= lo, or > when strict) and hi (0.D <= hi, or <): a digit-by-digit comparison automaton whose
+// states are (digits read, still equal to lo's prefix, still equal to hi's prefix).
+void emit_fraction_digits(Nfa& nfa, int32_t dot, int32_t to, const std::optional<MagBound>& lo,
+                          const std::optional<MagBound>& hi) {
+    std::map<std::tuple<int, bool, bool>, int32_t> states;
+    std::vector<std::tuple<int, bool, bool>> work;
+    auto state = [&](int i, bool le, bool he) {
+        auto key = std::make_tuple(i, le, he);
+        auto it = states.find(key);
+        if (it != states.end()) return it->second;
+        int32_t st = i == 0 ? dot : nfa.add_state();
+        states.emplace(key, st);
+        work.push_back(key);
+        return st;
+    };
+    auto digit_at = [](const std::string& f, int i) { return i < static_cast<int>(f.size()) ? f[static_cast<size_t>(i)] - '0' : 0; };
+    state(0, lo.has_value(), hi.has_value());
+    while (!work.empty()) {
+        auto [i, le, he] = work.back();
+        work.pop_back();
+        const int32_t st = states.at({i, le, he});
+        if (i > 0) {
+            bool ok_lo = !le || (i >= static_cast<int>(lo->frac.size()) && !lo->strict);
+            bool ok_hi = !he || i < static_cast<int>(hi->frac.size()) || !hi->strict;
+            if (ok_lo && ok_hi) nfa.epsilon(st, to);
+        }
+        if (i == 15) continue;
+        int32_t run_target = -1, run_lo = 0;
+        for (int d = 0; d <= 10; ++d) {
+            int32_t target = -1;
+            if (d < 10) {
+                bool le2 = le, he2 = he, dead = false;
+                if (le) {
+                    int f = digit_at(lo->frac, i);
+                    dead |= d < f;
+                    le2 = d == f;
+                }
+                if (he) {
+                    int f = digit_at(hi->frac, i);
+                    dead |= d > f;
+                    he2 = d == f;
+                }
+                if (!dead) target = state(i + 1, le2, he2);
+            }
+            if (target != run_target) {
+                if (run_target >= 0) nfa.range(st, '0' + run_lo, '0' + d - 1, run_target);
+                run_target = target;
+                run_lo = d;
+            }
+        }
+    }
+}
+
+// Magnitudes X.D with a <= (or <) X.D <= (or <) b, each bound optional (X >= 0): integer parts whose whole
+// unit interval fits take any digits; the integer parts of the bounds themselves compare their digits.
+void emit_fraction_magnitudes(Nfa& nfa, int32_t from, int32_t to, const std::optional<MagBound>& a,
+                              const std::optional<MagBound>& b) {
+    const int64_t free_lo = a ? (a->frac.empty() && !a->strict ? a->ip : a->ip + 1) : 0;
+    const int64_t free_hi = b ? b->ip - 1 : kIntCap;
+    auto digits_after = [&](int64_t x_lo, int64_t x_hi, const std::optional<MagBound>& lo, const std::optional<MagBound>& hi) {
+        if (x_lo > x_hi) return;
+        int32_t ip = nfa.add_state(), dot = nfa.add_state();
+        detail::emit_int_range(nfa, from, ip, x_lo, x_hi);
+        nfa.range(ip, '.', '.', dot);
+        emit_fraction_digits(nfa, dot, to, lo, hi);
+    };
+    digits_after(free_lo, free_hi, std::nullopt, std::nullopt);
+    std::optional<int64_t> xa, xb;
+    if (a && (!a->frac.empty() || a->strict)) xa = a->ip;
+    if (b && (!b->frac.empty() || !b->strict)) xb = b->ip;
+    if (xa && xb && *xa == *xb) return digits_after(*xa, *xa, a, b);
+    if (xa && (!b || *xa < b->ip)) digits_after(*xa, *xa, a, std::nullopt);
+    if (xb && (!a || *xb > a->ip)) digits_after(*xb, *xb, std::nullopt, b);
+}
+
 }  // namespace
 
 void JsonSchemaCompiler::emit_number(Nfa& nfa, int32_t from, int32_t to, const json& s, const std::string& path,
@@ -268,40 +372,37 @@ void JsonSchemaCompiler::emit_number(Nfa& nfa, int32_t from, int32_t to, const j
     if (s.contains("exclusiveMaximum") && s["exclusiveMaximum"].is_boolean() && s["exclusiveMaximum"].get<bool>())
         xmx = mx, mx.reset();
     const bool bounded = mn || mx || xmn || xmx;
-    auto check_integral = [&](const std::optional<double>& v, const char* kw) {
-        if (v && !integer && std::floor(*v) != *v)
-            throw SchemaError(path + "/" + kw, kw, "non-integral bounds on type number are not supported");
-        if (v && std::fabs(*v) > 1e15) throw SchemaError(path + "/" + kw, kw, "bound too large");
+    auto check_size = [&](const std::optional<double>& v, const char* kw) {
+        if (v && !(std::fabs(*v) <= 1e15)) throw SchemaError(path + "/" + kw, kw, "bound too large");
     };
-    check_integral(mn, "minimum");
-    check_integral(mx, "maximum");
-    check_integral(xmn, "exclusiveMinimum");
-    check_integral(xmx, "exclusiveMaximum");
+    check_size(mn, "minimum");
+    check_size(mx, "maximum");
+    check_size(xmn, "exclusiveMinimum");
+    check_size(xmx, "exclusiveMaximum");
     // Inclusive integer bounds L..H of the integer values allowed.
     int64_t lo = -kIntCap, hi = kIntCap;
     if (mn) lo = std::max(lo, static_cast<int64_t>(std::ceil(*mn)));
     if (xmn) lo = std::max(lo, static_cast<int64_t>(std::floor(*xmn)) + 1);
     if (mx) hi = std::min(hi, static_cast<int64_t>(std::floor(*mx)));
     if (xmx) hi = std::min(hi, static_cast<int64_t>(std::ceil(*xmx)) - 1);
-    if (lo > hi) throw SchemaError(path, "minimum", "no number satisfies the bounds");
-    detail::emit_int_range(nfa, from, to, lo, hi);
-    if (integer) return;
-    // Fractions: X.d+ with the integer part chosen so that the value stays strictly inside the
-    // bounds whatever the digits: non-negative parts in [max(lo,0), hi-1], negative parts -I.d+
-    // with I in [max(1,-hi), -lo-1].
-    auto fraction = [&](int32_t at) {
-        int32_t dot = nfa.add_state();
-        nfa.range(at, '.', '.', dot);
-        int32_t cur = dot;
-        for (int i = 0; i < 15; ++i) {
-            int32_t next = nfa.add_state();
-            nfa.range(cur, '0', '9', next);
-            if (i > 0) nfa.epsilon(cur, to);
-            cur = next;
-        }
-        nfa.epsilon(cur, to);
-        return dot;
+    if (integer) {
+        if (lo > hi) throw SchemaError(path, "minimum", "no integer satisfies the bounds");
+        detail::emit_int_range(nfa, from, to, lo, hi);
+        return;
+    }
+    // The tighter of each pair (an exclusive bound wins a tie).
+    std::optional<Bound> low, high;
+    auto tighter = [&](std::optional<Bound>& cur, const std::optional<double>& v, bool strict, bool is_low, const char* kw) {
+        if (!v) return;
+        if (!cur || (is_low ? *v > cur->value : *v < cur->value) || (*v == cur->value && strict))
+            cur = Bound{*v, strict, kw};
     };
+    tighter(low, mn, false, true, "minimum");
+    tighter(low, xmn, true, true, "exclusiveMinimum");
+    tighter(high, mx, false, false, "maximum");
+    tighter(high, xmx, true, false, "exclusiveMaximum");
+    if (low && high && (low->value > high->value || (low->value == high->value && (low->strict || high->strict))))
+        throw SchemaError(path, "minimum", "no number satisfies the bounds");
     if (!bounded) {
         // unbounded: any integer part (incl. "-0"), optional fraction, optional exponent
         int32_t ip = nfa.add_state(), frac_end = nfa.add_state();
@@ -330,15 +431,20 @@ void JsonSchemaCompiler::emit_number(Nfa& nfa, int32_t from, int32_t to, const j
         nfa.epsilon(d2, to);
         return;
     }
-    if (std::max<int64_t>(lo, 0) <= hi - 1) {
-        int32_t ip = nfa.add_state();
-        detail::emit_int_range(nfa, from, ip, std::max<int64_t>(lo, 0), hi - 1);
-        fraction(ip);
+    if (lo <= hi) detail::emit_int_range(nfa, from, to, lo, hi);
+    // Fractions X.d (1..15 digits), non-negative ones as written, negative ones as '-' and the magnitude:
+    // bounds on the value become bounds on the magnitude (negated and swapped for the negative branch).
+    if (!high || high->value >= 0) {
+        std::optional<MagBound> a, b;
+        if (low && low->value > 0) a = mag_bound(*low, path);
+        if (high) b = mag_bound(*high, path);
+        emit_fraction_magnitudes(nfa, from, to, a, b);
     }
-    if (std::max<int64_t>(1, -hi) <= -lo - 1) {
-        int32_t ip = nfa.add_state();
-        detail::emit_int_range(nfa, from, ip, -(-lo - 1), -std::max<int64_t>(1, -hi));
-        fraction(ip);
+    if (!low || low->value < 0) {
+        std::optional<MagBound> a, b;
+        if (high && high->value < 0) a = mag_bound(*high, path);
+        if (low) b = mag_bound(*low, path);
+        emit_fraction_magnitudes(nfa, nfa.literal(from, "-"), to, a, b);
     }
 }
 

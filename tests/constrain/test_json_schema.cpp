@@ -71,7 +71,70 @@ TEST(JsonSchema, Number) {
     auto b = G(R"({"type": "number", "minimum": 0, "maximum": 10})");
     for (const char* ok : {"0", "10", "9.99", "0.5"}) EXPECT_TRUE(accepts(b, ok)) << ok;
     for (const char* bad : {"10.5", "-1", "-0.5", "11", "1e3"}) EXPECT_FALSE(accepts(b, bad)) << bad;
-    EXPECT_THROW(G(R"({"type": "number", "minimum": 0.5})"), SchemaError);
+    EXPECT_THROW(G(R"({"type": "number", "minimum": 0.5, "maximum": 0.25})"), SchemaError);
+    EXPECT_THROW(G(R"({"type": "number", "exclusiveMinimum": 1.5, "maximum": 1.5})"), SchemaError);
+    EXPECT_THROW(G(R"({"type": "number", "minimum": 0.1234567890123456})"), SchemaError);   // > 15 fraction digits
+}
+
+// Non-integral bounds: every decimal in [-3, 3] (steps of 0.001, written plainly and with trailing zeros) is
+// accepted exactly when it satisfies the bounds, for inclusive, exclusive, negative and same-unit bounds.
+TEST(JsonSchema, NumberWithNonIntegralBounds) {
+    struct B {
+        const char* schema;
+        int64_t lo, hi;   // thousandths
+        bool lo_strict, hi_strict;
+    };
+    const int64_t none = INT64_MAX;
+    for (const B& b : {B{R"("minimum": 0.5, "maximum": 2.25)", 500, 2250, false, false},
+                       B{R"("exclusiveMinimum": 0.5, "exclusiveMaximum": 2.25)", 500, 2250, true, true},
+                       B{R"("minimum": -1.75, "exclusiveMaximum": -0.125)", -1750, -125, false, true},
+                       B{R"("exclusiveMinimum": -0.5, "maximum": 0.5)", -500, 500, true, false},
+                       B{R"("minimum": 1.2, "maximum": 1.21)", 1200, 1210, false, false},
+                       B{R"("minimum": 0.1)", 100, none, false, false},
+                       B{R"("exclusiveMaximum": -2.9)", none, -2900, false, true},
+                       B{R"("minimum": -2, "maximum": 1.5)", -2000, 1500, false, false},
+                       B{R"("exclusiveMinimum": 1, "exclusiveMaximum": 2)", 1000, 2000, true, true}}) {
+        SCOPED_TRACE(b.schema);
+        Grammar g = G(std::string(R"({"type": "number", )") + b.schema + "}");
+        for (int64_t v = -3000; v <= 3000; v += 5) {
+            bool in = true;
+            if (b.lo != none) in &= b.lo_strict ? v > b.lo : v >= b.lo;
+            if (b.hi != none) in &= b.hi_strict ? v < b.hi : v <= b.hi;
+            const int64_t a = v < 0 ? -v : v;
+            const std::string sign = v < 0 ? "-" : "";
+            char frac[8];
+            std::snprintf(frac, sizeof frac, "%03lld", static_cast<long long>(a % 1000));
+            std::vector<std::string> texts = {sign + std::to_string(a / 1000) + "." + frac + "0"};
+            std::string f = frac;
+            while (f.size() > 1 && f.back() == '0') f.pop_back();
+            texts.push_back(sign + std::to_string(a / 1000) + "." + f);
+            if (a % 1000 == 0 && v != 0) texts.push_back(sign + std::to_string(a / 1000));
+            for (const auto& t : texts) EXPECT_EQ(accepts(g, t), in) << t;
+        }
+    }
+}
+
+TEST(JsonSchema, MinAndMaxProperties) {
+    auto g = G(R"({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"},
+                   "c": {"type": "integer"}}, "minProperties": 1, "maxProperties": 2})");
+    for (const char* ok : {R"({"a": 1})", R"({"c": 3})", R"({"a": 1, "b": 2})", R"({"b": 2, "c": 3})"})
+        EXPECT_TRUE(accepts(g, ok)) << ok;
+    for (const char* bad : {"{}", R"({"a": 1, "b": 2, "c": 3})"}) EXPECT_FALSE(accepts(g, bad)) << bad;
+    // with additional properties: counted too; the bound holds whatever mix is written
+    auto x = G(R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+                   "additionalProperties": {"type": "boolean"}, "minProperties": 2, "maxProperties": 3})");
+    for (const char* ok : {R"({"a": 1, "k": true})", R"({"a": 1, "k": true, "m": false})"}) EXPECT_TRUE(accepts(x, ok)) << ok;
+    for (const char* bad : {R"({"a": 1})", R"({"a": 1, "k": true, "m": false, "n": true})", R"({"k": true, "m": true})"})
+        EXPECT_FALSE(accepts(x, bad)) << bad;
+    // only a minimum: any number of extra keys beyond it
+    auto m = G(R"({"type": "object", "additionalProperties": {"type": "integer"}, "minProperties": 2})");
+    EXPECT_FALSE(accepts(m, R"({"k": 1})"));
+    EXPECT_TRUE(accepts(m, R"({"k": 1, "m": 2, "n": 3, "o": 4})"));
+    for (const char* bad : {R"({"type": "object", "properties": {"a": {}}, "required": ["a"], "maxProperties": 0})",
+                            R"({"type": "object", "minProperties": 3, "maxProperties": 2})",
+                            R"({"type": "object", "properties": {"a": {}}, "minProperties": 2})",
+                            R"({"type": "object", "maxProperties": -1})"})
+        EXPECT_THROW(G(bad), SchemaError) << bad;
 }
 
 TEST(JsonSchema, BooleanNullEnumConst) {
@@ -229,7 +292,7 @@ TEST(JsonSchema, UnsupportedKeywordsNameKeywordAndPath) {
                           Case{R"({"type": "array", "uniqueItems": true})", "uniqueItems", "/uniqueItems"},
                           Case{R"({"if": {}, "then": {}})", "if", "/if"},
                           Case{R"({"type": "string", "format": "color"})", "format", "/format"},
-                          Case{R"({"type": "object", "minProperties": 1})", "minProperties", "/minProperties"},
+                          Case{R"({"type": "object", "dependentRequired": {}})", "dependentRequired", "/dependentRequired"},
                           Case{R"({"type": "strin"})", "type", "/type"}}) {
         try {
             G(c.schema);

@@ -1,7 +1,11 @@
-// Qwen3NextConfig: the typed form of a Hugging Face config.json for model_type "qwen3_next".
-// Field names follow config.json exactly. Defaults are those of HF transformers' Qwen3NextConfig
-// (transformers 5.23 configuration_qwen3_next.py; documented per field in config.cpp); parse_config()
-// validates every invariant and names the offending field in its error.
+// Qwen3NextConfig: the typed form of a Hugging Face config.json of the Qwen3-Next design: model_type
+// "qwen3_next", and the Qwen3.5 / Qwen3.6 family, "qwen3_5" (dense) and "qwen3_5_moe", either as the
+// multimodal wrapper (*ForConditionalGeneration: the language model under "text_config", its weights under
+// model.language_model.*) or as the plain text model ("qwen3_5_text" / "qwen3_5_moe_text", *ForCausalLM).
+// One struct for all: the families differ in data (which MLP each layer has, the GDN projection layout, the
+// weight names), not in the forward. Field names follow config.json exactly. Defaults are those of HF
+// transformers 5.23 (configuration_qwen3_next.py, configuration_qwen3_5(_moe).py; per field in config.cpp);
+// parse_config() validates every invariant and names the offending field in its error.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -13,6 +17,12 @@
 namespace qnext {
 
 enum class LayerType { LinearAttention, FullAttention };
+
+// Qwen3Next: fused in_proj_qkvz / in_proj_ba, MoE (or dense mlp_only) layers. Qwen3_5: split in_proj_qkv /
+// in_proj_z / in_proj_b / in_proj_a, a dense SwiGLU MLP in every layer. Qwen3_5Moe: split projections, MoE
+// with a shared expert in every layer, top-k always renormalised.
+enum class ModelFamily { Qwen3Next, Qwen3_5, Qwen3_5Moe };
+const char* family_name(ModelFamily f);   // "qwen3_next", "qwen3_5", "qwen3_5_moe"
 
 // Block-wise FP8 quantization as used by the Qwen "-FP8" checkpoints: `quantization_config` =
 // {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128], "activation_scheme": "dynamic"}.
@@ -27,7 +37,9 @@ struct QuantizationConfig {
 };
 
 struct Qwen3NextConfig {
-    std::string model_type = "qwen3_next";
+    std::string model_type = "qwen3_next";     // the text model's type: qwen3_next, qwen3_5_text, qwen3_5_moe_text
+    ModelFamily family = ModelFamily::Qwen3Next;
+    bool multimodal = false;                   // *ForConditionalGeneration folder (vision tower not run)
     int64_t vocab_size = 151936;
     int64_t hidden_size = 2048;
     int64_t intermediate_size = 5632;          // dense-MLP width: used only by layers that are not MoE
@@ -38,6 +50,11 @@ struct Qwen3NextConfig {
     double rms_norm_eps = 1e-6;
     double rope_theta = 10000.0;
     double partial_rotary_factor = 0.25;
+    // Qwen3.5 multimodal RoPE (rope_parameters.mrope_section / mrope_interleaved): for text every position's
+    // temporal, height and width components are equal, which makes it exactly the plain RoPE the forward
+    // computes (tests/model: Qwen35 golden against HF's MRoPE). Kept for info and for the config round trip.
+    std::vector<int64_t> mrope_section;
+    bool mrope_interleaved = false;
     int64_t max_position_embeddings = 32768;
     bool tie_word_embeddings = false;
     bool attention_bias = false;               // only false is supported (the real model has no biases)
@@ -83,6 +100,9 @@ struct Qwen3NextConfig {
     // HF Qwen3NextDecoderLayer: MoE iff layer not in mlp_only_layers and num_experts > 0 and
     // (layer + 1) % decoder_sparse_step == 0; otherwise a dense SwiGLU MLP of intermediate_size.
     bool is_moe_layer(int64_t layer) const;
+    bool split_gdn_projections() const { return family != ModelFamily::Qwen3Next; }
+    // Where the language model's tensors live: "model." or "model.language_model." (multimodal wrapper).
+    std::string weight_prefix() const { return multimodal ? "model.language_model." : "model."; }
 };
 
 // Parses and validates a config object. `source` names the file in error messages.

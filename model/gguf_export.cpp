@@ -339,6 +339,9 @@ GgufExportResult export_gguf(const fs::path& hf_dir, const fs::path& out, const 
                          "supported as a source yet)");
     const Qwen3NextConfig& c = m.config;
     const Qwen3NextWeights& W = m.weights;
+    if (c.family != ModelFamily::Qwen3Next)
+        fail(hf_dir, std::string("is a ") + family_name(c.family) + " model; quantize writes the qwen3next GGUF "
+                     "architecture only (llama.cpp's qwen35 / qwen35moe layouts are not written yet)");
 
     const int64_t n_mtp = W.mtp ? static_cast<int64_t>(W.mtp->layers.size()) : 0;
     Plan p(hf_dir, *et, c.num_hidden_layers + n_mtp, c.num_experts);

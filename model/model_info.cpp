@@ -71,11 +71,11 @@ ModelInfo compute_model_info(const Qwen3NextConfig& cfg, int64_t mtp_layers) {
         const bool mtp = t.name.rfind("mtp.", 0) == 0;
         (mtp ? info.mtp_params : info.total_params) += t.numel();
         if (!mtp && t.name.find(".mlp.experts.") != std::string::npos) routed += t.numel();
-        if (t.name == "model.embed_tokens.weight") info.embedding_params = t.numel();
+        if (t.name == cfg.weight_prefix() + "embed_tokens.weight") info.embedding_params = t.numel();
     }
     const int64_t lm_head = cfg.tie_word_embeddings ? cfg.vocab_size * cfg.hidden_size : 0;   // counted once if tied
     info.active_params_per_token = info.total_params - info.embedding_params + lm_head - routed +
-                                   routed / cfg.num_experts * cfg.num_experts_per_tok;
+                                   (cfg.num_experts > 0 ? routed / cfg.num_experts * cfg.num_experts_per_tok : 0);
 
     const int64_t kv_per_layer = 2 * cfg.num_key_value_heads * cfg.head_dim * 2;   // K and V, bf16
     info.kv_bytes_per_token = info.full_attention_layers * kv_per_layer;
@@ -89,6 +89,8 @@ ModelInfo compute_model_info(const Qwen3NextConfig& cfg, int64_t mtp_layers) {
 nlohmann::ordered_json model_info_to_json(const Qwen3NextConfig& cfg, const ModelInfo& info) {
     nlohmann::ordered_json j;
     j["model_type"] = cfg.model_type;
+    j["family"] = family_name(cfg.family);
+    j["multimodal"] = cfg.multimodal;
     j["layers"] = info.layers;
     j["linear_attention_layers"] = info.linear_attention_layers;
     j["full_attention_layers"] = info.full_attention_layers;
@@ -122,7 +124,8 @@ nlohmann::ordered_json model_info_to_json(const Qwen3NextConfig& cfg, const Mode
 
 std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info, bool bf16_size) {
     std::ostringstream os;
-    os << "model_type            " << cfg.model_type << "\n";
+    os << "model_type            " << cfg.model_type << " (" << family_name(cfg.family)
+       << (cfg.multimodal ? ", multimodal folder: the text model runs, the vision tower does not" : "") << ")\n";
     os << "layers                " << info.layers << " = " << info.linear_attention_layers
        << " linear_attention (Gated DeltaNet) + " << info.full_attention_layers << " full_attention\n";
     os << "layout                " << info.layout << "\n";
@@ -137,15 +140,20 @@ std::string model_info_to_text(const Qwen3NextConfig& cfg, const ModelInfo& info
     os << "gated deltanet        " << cfg.linear_num_key_heads << " key heads x " << cfg.linear_key_head_dim << ", "
        << cfg.linear_num_value_heads << " value heads x " << cfg.linear_value_head_dim << ", conv kernel "
        << cfg.linear_conv_kernel_dim << "\n";
-    os << "moe                   " << info.moe_layers << " layers, " << cfg.num_experts << " experts (top-"
-       << cfg.num_experts_per_tok << ") x " << cfg.moe_intermediate_size << " + shared expert x "
-       << cfg.shared_expert_intermediate_size << "\n";
+    if (info.moe_layers > 0)
+        os << "moe                   " << info.moe_layers << " layers, " << cfg.num_experts << " experts (top-"
+           << cfg.num_experts_per_tok << ") x " << cfg.moe_intermediate_size << " + shared expert x "
+           << cfg.shared_expert_intermediate_size << "\n";
+    if (info.moe_layers < info.layers)
+        os << "dense mlp             " << info.layers - info.moe_layers << " layers, SwiGLU x " << cfg.intermediate_size
+           << "\n";
     os << "parameters            " << with_commas(info.total_params) << " (main model)\n";
     if (info.mtp_layers > 0)
         os << "  + mtp               " << with_commas(info.mtp_params) << " (" << info.mtp_layers
            << " layer) = " << with_commas(info.total_params + info.mtp_params) << "\n";
     os << "active per token      " << with_commas(info.active_params_per_token)
-       << " (all but the embedding table; top-k + shared experts)\n";
+       << (info.moe_layers > 0 ? " (all but the embedding table; top-k + shared experts)\n"
+                               : " (all but the embedding table)\n");
     os << "kv cache              " << with_commas(info.kv_bytes_per_token) << " bytes/token (bf16, "
        << info.full_attention_layers << " layers)";
     if (info.mtp_layers > 0) os << " + " << with_commas(info.kv_bytes_per_token_mtp) << " for mtp";

@@ -110,6 +110,7 @@ struct LayerViews {
     Tensor input_norm, post_norm;                                   // [H], zero-centred
     Tensor qkvz, ba, conv_w, A, dt_bias, gated_norm, out_proj;      // GDN (A = -exp(A_log), f32)
     Tensor qkv, z;                                                  // GDN split projection (qkvz empty)
+    Tensor b, a;                                                    // GDN split b/a, head order (ba empty)
     Tensor q_proj, k_proj, v_proj, o_proj, q_norm, k_norm;          // attention
     bool moe = false;
     Tensor router, shared_gate;                                     // MoE [E, H], [1, H]
@@ -176,6 +177,10 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
             if (v.qkvz.empty() == (v.qkv.empty() || v.z.empty()))
                 throw std::runtime_error("model: layer " + std::to_string(l) +
                                          " needs either in_proj_qkvz or both in_proj_qkv and in_proj_z");
+            v.b = to_kern(g.in_proj_b, &b->owned), v.a = to_kern(g.in_proj_a, &b->owned);
+            if (v.ba.empty() == (v.b.empty() || v.a.empty()))
+                throw std::runtime_error("model: layer " + std::to_string(l) +
+                                         " needs either in_proj_ba or both in_proj_b and in_proj_a");
             v.dt_bias = to_kern(g.dt_bias, &b->owned), v.gated_norm = to_kern(g.norm, &b->owned);
             v.out_proj = to_kern(g.out_proj, &b->owned);
             if (g.A.data != nullptr) {
@@ -188,8 +193,8 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
                 v.A = A.t();
                 b->owned.push_back(std::move(A));
             }
-            for (const Tensor* t : {&v.qkvz, &v.qkv, &v.z, &v.ba, &v.conv_w, &v.A, &v.dt_bias, &v.gated_norm,
-                                    &v.out_proj})
+            for (const Tensor* t : {&v.qkvz, &v.qkv, &v.z, &v.ba, &v.b, &v.a, &v.conv_w, &v.A, &v.dt_bias,
+                                    &v.gated_norm, &v.out_proj})
                 if (!t->empty()) bytes += t->nbytes();
         } else {
             if (!lw.attn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no attention weights");
@@ -355,19 +360,26 @@ void Qwen3NextModel::gdn_mixer(int l, SequenceState& st, Scratch& s) const {
         kern::matmul(s.h, L.qkv, s.mixed);                              // [T, C]
         kern::matmul(s.h, L.z, s.z.t().reshape({T, nv * dv}));          // z [T, nv, dv]
     }
-    kern::matmul(s.h, L.ba, s.ba);                                      // [T, nk*2R]
-    trace("gdn.ba", l, s.ba);
-    const Tensor BA = s.ba.t().unflatten(1, {nk, 2 * R});               // [T, nk, 2R]: per group [b R | a R]
-    kern::copy(BA.slice(2, 0, R), s.b.t().reshape({T, nk, R}));         // b [T, nv]
-    kern::copy(BA.slice(2, R, R), s.a.t().reshape({T, nk, R}));         // a [T, nv]
+    if (!L.ba.empty()) {
+        kern::matmul(s.h, L.ba, s.ba);                                  // [T, nk*2R]
+        trace("gdn.ba", l, s.ba);
+        const Tensor BA = s.ba.t().unflatten(1, {nk, 2 * R});           // [T, nk, 2R]: per group [b R | a R]
+        kern::copy(BA.slice(2, 0, R), s.b.t().reshape({T, nk, R}));     // b [T, nv]
+        kern::copy(BA.slice(2, R, R), s.a.t().reshape({T, nk, R}));     // a [T, nv]
+    } else {                                                            // split: head order already
+        kern::matmul(s.h, L.b, s.b);                                    // b [T, nv]
+        kern::matmul(s.h, L.a, s.a);                                    // a [T, nv]
+    }
 
     // Causal depthwise conv over [cached K-1 inputs | T new inputs], then SiLU.
     const Tensor conv_state = st.conv(l);                               // [K-1, C]
     kern::conv1d_causal(s.mixed, L.conv_w, conv_state, s.conv_out, /*apply_silu=*/true);   // [T, C]
     trace("gdn.conv", l, s.conv_out);
     const Tensor co = s.conv_out.t();
-    kern::l2_norm(co.slice(1, 0, key_dim).unflatten(1, {nk, dk}), eps, s.q);             // q [T, nk, dk]
-    kern::l2_norm(co.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}), eps, s.k);       // k [T, nk, dk]
+    // q/k L2 normalisation: a fixed 1e-6 inside the sqrt (HF l2norm / FLA), not rms_norm_eps.
+    constexpr float kL2Eps = 1e-6f;
+    kern::l2_norm(co.slice(1, 0, key_dim).unflatten(1, {nk, dk}), kL2Eps, s.q);          // q [T, nk, dk]
+    kern::l2_norm(co.slice(1, key_dim, key_dim).unflatten(1, {nk, dk}), kL2Eps, s.k);    // k [T, nk, dk]
     kern::copy(co.slice(1, 2 * key_dim, nv * dv).unflatten(1, {nv, dv}), s.v);          // v [T, nv, dv]
 
     kern::gdn_gates(s.a, s.b, L.A, L.dt_bias, s.g, s.beta);             // g, beta [T, nv]

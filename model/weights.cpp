@@ -69,8 +69,15 @@ GdnWeights build_gdn(const std::string& p, const Qwen3NextConfig& c, const Get& 
     const int64_t H = c.hidden_size, nv = c.linear_num_value_heads;
     const int64_t kd = c.linear_key_dim(), vd = c.linear_value_dim();
     GdnWeights g;
-    g.in_proj_qkvz = get(p + "in_proj_qkvz.weight", {2 * kd + 2 * vd, H});
-    g.in_proj_ba = get(p + "in_proj_ba.weight", {2 * nv, H});
+    if (c.split_gdn_projections()) {   // Qwen3.5: already in conv order, b and a in head order
+        g.in_proj_qkv = get(p + "in_proj_qkv.weight", {2 * kd + vd, H});
+        g.in_proj_z = get(p + "in_proj_z.weight", {vd, H});
+        g.in_proj_b = get(p + "in_proj_b.weight", {nv, H});
+        g.in_proj_a = get(p + "in_proj_a.weight", {nv, H});
+    } else {
+        g.in_proj_qkvz = get(p + "in_proj_qkvz.weight", {2 * kd + 2 * vd, H});
+        g.in_proj_ba = get(p + "in_proj_ba.weight", {2 * nv, H});
+    }
     g.conv1d = get(p + "conv1d.weight", {c.linear_conv_dim(), 1, c.linear_conv_kernel_dim});
     g.A_log = get(p + "A_log", {nv});
     g.dt_bias = get(p + "dt_bias", {nv});
@@ -104,12 +111,13 @@ Qwen3NextWeights build_model(const Qwen3NextConfig& c, int64_t mtp_layers,
                              const std::function<ExpertLayout(const std::string&)>& layout_of, const Get& get) {
     const int64_t H = c.hidden_size, V = c.vocab_size;
     Qwen3NextWeights w;
-    w.embed_tokens = get("model.embed_tokens.weight", {V, H});
+    const std::string model = c.weight_prefix();
+    w.embed_tokens = get(model + "embed_tokens.weight", {V, H});
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-        std::string p = "model.layers." + std::to_string(i) + ".";
+        std::string p = model + "layers." + std::to_string(i) + ".";
         w.layers.push_back(build_layer(p, c, c.layer_types[i], c.is_moe_layer(i), layout_of(p + "mlp."), get));
     }
-    w.final_norm = get("model.norm.weight", {H});
+    w.final_norm = get(model + "norm.weight", {H});
     w.lm_head = c.tie_word_embeddings ? w.embed_tokens : get("lm_head.weight", {V, H});
     if (mtp_layers > 0) {
         MtpWeights m;
@@ -118,12 +126,13 @@ Qwen3NextWeights build_model(const Qwen3NextConfig& c, int64_t mtp_layers,
         m.pre_fc_norm_hidden = get("mtp.pre_fc_norm_hidden.weight", {H});
         for (int64_t j = 0; j < mtp_layers; ++j) {
             std::string p = "mtp.layers." + std::to_string(j) + ".";
-            m.layers.push_back(build_layer(p, c, LayerType::FullAttention, true, layout_of(p + "mlp."), get));
+            // the MTP layer has the family's MLP: MoE (Qwen3-Next, Qwen3.5-MoE) or dense (Qwen3.5)
+            m.layers.push_back(build_layer(p, c, LayerType::FullAttention, c.num_experts > 0, layout_of(p + "mlp."), get));
         }
         m.norm = get("mtp.norm.weight", {H});
         w.mtp = std::move(m);
     }
-    w.expert_layout = layout_of("model.layers.0.mlp.");
+    w.expert_layout = layout_of(model + "layers.0.mlp.");
     return w;
 }
 
@@ -156,8 +165,11 @@ public:
 
     void finish(const std::string& where) {
         std::vector<std::string> extra;
-        for (const TensorView& v : store_.tensors())
-            if (!used_.count(v.name)) extra.push_back(v.name + " " + v.shape_str() + " (" + v.file + ")");
+        for (const TensorView& v : store_.tensors()) {
+            if (used_.count(v.name)) continue;
+            if (cfg_.multimodal && v.name.rfind("model.visual.", 0) == 0) continue;   // the vision tower: not run
+            extra.push_back(v.name + " " + v.shape_str() + " (" + v.file + ")");
+        }
         size_t n = missing_.size() + misshaped_.size() + bad_.size() + extra.size();
         if (n == 0) return;
         std::ostringstream os;

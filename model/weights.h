@@ -28,7 +28,9 @@ enum class ExpertLayout { PerExpert, Fused };
 //  - fused (HF Qwen3-Next): in_proj_qkvz, rows interleaved per key-head group;
 //  - split (GGUF qwen3next, as llama.cpp's converter reorders it; HF Qwen3.5): in_proj_qkv with rows
 //    [q all heads | k all heads | v all heads] (the conv channel order) and in_proj_z [nv*dv, H].
-// The decay comes as HF's A_log or as GGUF's ssm_a = -exp(A_log) (A); exactly one is set.
+// b and a come as in_proj_ba (HF Qwen3-Next, GGUF: per key-head group [b R | a R]) or as in_proj_b and
+// in_proj_a (HF Qwen3.5: plain head order). The decay comes as HF's A_log or as GGUF's ssm_a = -exp(A_log)
+// (A); exactly one is set.
 struct GdnWeights {
     TensorView in_proj_qkvz;   // [2*nk*dk + 2*nv*dv, H], group-interleaved rows (spec 3.2)
     TensorView in_proj_ba;     // [2*nv, H], per key-head group [b.., a..]
@@ -39,6 +41,8 @@ struct GdnWeights {
     TensorView out_proj;       // [H, nv*dv]
     TensorView in_proj_qkv;    // split form: [2*nk*dk + nv*dv, H]
     TensorView in_proj_z;      // split form: [nv*dv, H]
+    TensorView in_proj_b;      // HF Qwen3.5: [nv, H] (in_proj_ba empty)
+    TensorView in_proj_a;      // HF Qwen3.5: [nv, H]
     TensorView A;              // [nv] F32, -exp(A_log) (GGUF ssm_a)
 };
 
@@ -87,7 +91,7 @@ struct MtpWeights {
     TensorView pre_fc_norm_embedding;   // [H], zero-centred
     TensorView pre_fc_norm_hidden;      // [H], zero-centred
     TensorView norm;                    // [H], zero-centred final norm
-    std::vector<LayerWeights> layers;   // full-attention + MoE layers (mtp.layers.{j}.*)
+    std::vector<LayerWeights> layers;   // full-attention layers with the family's MLP (mtp.layers.{j}.*)
 };
 
 // How the zero-centred RMSNorm weights (input/post-attention, q/k, final, MTP norms) are stored:
@@ -119,7 +123,8 @@ int64_t count_mtp_layers(const TensorStore& store);
 // Expert layout present in a store (Fused iff any `mlp.experts.gate_up_proj` exists).
 ExpertLayout detect_expert_layout(const TensorStore& store);
 
-// Binds every tensor `cfg` implies, plus the MTP head with
+// Binds every tensor `cfg` implies (the language model's under cfg.weight_prefix(); a multimodal folder's
+// vision tower, model.visual.*, is not bound and not an error), plus the MTP head with
 // max(cfg.mtp_num_hidden_layers, count_mtp_layers(store)) layers. All problems are collected
 // and thrown as one std::runtime_error listing missing / misshaped / unexpected (extra) tensors
 // (and FP8 weights without a valid `_scale_inv`). Views stay valid as long as `store` lives.

@@ -210,6 +210,73 @@ TEST(ConfigErrors, FileProblemsNameThePath) {
     EXPECT_ERROR_CONTAINS(load_config(dir / "deep.json"), "deep.json", "nests deeper than 256 levels");
 }
 
+// ---- the Qwen3.5 / Qwen3.6 family ------------------------------------------------------------------------
+
+TEST(Config35, TextConfigDefaultsPerFamily) {
+    Qwen3NextConfig d = parse_config(json{{"model_type", "qwen3_5_text"}});
+    EXPECT_EQ(d.family, ModelFamily::Qwen3_5);
+    EXPECT_EQ(d.vocab_size, 248320);
+    EXPECT_EQ(d.hidden_size, 4096);
+    EXPECT_EQ(d.intermediate_size, 12288);
+    EXPECT_EQ(d.num_hidden_layers, 32);
+    EXPECT_EQ(d.num_key_value_heads, 4);
+    EXPECT_EQ(d.num_experts, 0);
+    for (int64_t i = 0; i < d.num_hidden_layers; ++i) EXPECT_FALSE(d.is_moe_layer(i));
+    EXPECT_TRUE(d.split_gdn_projections());
+    EXPECT_EQ(d.weight_prefix(), "model.");
+    Qwen3NextConfig m = parse_config(json{{"model_type", "qwen3_5_moe_text"}});
+    EXPECT_EQ(m.family, ModelFamily::Qwen3_5Moe);
+    EXPECT_EQ(m.hidden_size, 2048);
+    EXPECT_EQ(m.num_hidden_layers, 40);
+    EXPECT_EQ(m.num_experts, 256);
+    EXPECT_EQ(m.num_experts_per_tok, 8);
+    EXPECT_TRUE(m.norm_topk_prob);
+    for (int64_t i = 0; i < m.num_hidden_layers; ++i) EXPECT_TRUE(m.is_moe_layer(i));
+}
+
+TEST(Config35, MultimodalWrapper) {
+    json j = {{"model_type", "qwen3_5_moe"},
+              {"architectures", {"Qwen3_5MoeForConditionalGeneration"}},
+              {"tie_word_embeddings", true},
+              {"vision_config", {{"depth", 27}}},
+              {"text_config",
+               {{"model_type", "qwen3_5_moe_text"}, {"hidden_size", 64}, {"num_hidden_layers", 4}, {"num_experts", 8},
+                {"num_experts_per_tok", 2}, {"mtp_num_hidden_layers", 1}, {"attn_output_gate", true},
+                {"norm_topk_prob", false},   // not a Qwen3.5-MoE field: HF ignores it, so does qnext
+                {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 1e7}, {"partial_rotary_factor", 0.25},
+                                     {"mrope_section", {11, 11, 10}}, {"mrope_interleaved", true}}}}}};
+    Qwen3NextConfig c = parse_config(j, "cfg.json");
+    EXPECT_TRUE(c.multimodal);
+    EXPECT_EQ(c.weight_prefix(), "model.language_model.");
+    EXPECT_EQ(c.model_type, "qwen3_5_moe_text");
+    EXPECT_TRUE(c.tie_word_embeddings);
+    EXPECT_TRUE(c.norm_topk_prob);
+    EXPECT_EQ(c.mtp_num_hidden_layers, 1);
+    EXPECT_EQ(c.mrope_section, (std::vector<int64_t>{11, 11, 10}));
+    EXPECT_TRUE(c.mrope_interleaved);
+    EXPECT_DOUBLE_EQ(c.rope_theta, 1e7);
+    // round trip through config_to_json keeps the wrapper form
+    Qwen3NextConfig back = parse_config(json::parse(config_to_json(c).dump()));
+    EXPECT_TRUE(back.multimodal);
+    EXPECT_EQ(back.mrope_section, c.mrope_section);
+    EXPECT_EQ(back.num_experts, 8);
+    EXPECT_EQ(back.hidden_size, 64);
+}
+
+TEST(Config35Errors, NameTheFieldInsideTextConfig) {
+    EXPECT_ERROR_CONTAINS(parse_config(json{{"model_type", "qwen3_5"}}, "cfg.json"), "cfg.json", "text_config", "missing");
+    EXPECT_ERROR_CONTAINS(parse_config(json{{"model_type", "qwen3_5"}, {"text_config", {{"hidden_size", "big"}}}}, "cfg.json"),
+                          "text_config.hidden_size", "expected an integer");
+    EXPECT_ERROR_CONTAINS(parse_config(json{{"model_type", "qwen3_5"}, {"text_config", {{"model_type", "qwen3_next"}}}}),
+                          "text_config.model_type", "qwen3_5_text");
+    EXPECT_ERROR_CONTAINS(
+        parse_config(json{{"model_type", "qwen3_5_text"}, {"rope_parameters", {{"mrope_section", {11, 11, 40}}}}}),
+        "mrope_section", "rotary_dim / 2");
+    EXPECT_ERROR_CONTAINS(parse_config(json{{"model_type", "qwen3_next"}, {"rope_parameters", {{"mrope_section", {1, 1, 1}}}}}),
+                          "rope_parameters.mrope_section", "unsupported key");
+    EXPECT_ERROR_CONTAINS(parse_config(json{{"model_type", "qwen3_6"}}), "model_type", "'qwen3_5_moe'");
+}
+
 TEST(Config, Fp8QuantizationConfigParses) {
     Qwen3NextConfig c = parse_with("quantization_config", json{{"quant_method", "fp8"}, {"fmt", "e4m3"},
                                                                 {"weight_block_size", {128, 64}},

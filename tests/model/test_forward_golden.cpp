@@ -210,7 +210,10 @@ TEST_P(GoldenModel, SnapshotRestoreIsBitExact) {
     EXPECT_EQ(std::memcmp(a.data(), one_more.data(), a.size() * sizeof(float)), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, GoldenModel, ::testing::Values("tiny_a", "tiny_b", "tiny_c"));
+INSTANTIATE_TEST_SUITE_P(Tiny, GoldenModel, ::testing::Values("tiny_a", "tiny_b", "tiny_c", "tiny_d"));
+// The Qwen3.5 / 3.6 family (tests/reference/make_qwen35_golden.py): dense and MoE, tied and untied, the
+// multimodal wrapper layout, fused experts, MTP tensors, HF MRoPE vs the plain RoPE computed here.
+INSTANTIATE_TEST_SUITE_P(Qwen35, GoldenModel, ::testing::Values("q35_dense_a", "q35_dense_b", "q35_moe_a", "q35_moe_b"));
 
 TEST(GoldenBf16, Bf16CheckpointMatchesHFAndStaysNearF32) {
     Fixture& bf = fixture("tiny_a_bf16");

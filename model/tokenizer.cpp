@@ -89,7 +89,7 @@ void Tokenizer::Impl::append_decoded(int32_t id, bool skip_special, std::string&
 void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
     thread_local std::vector<std::string_view> pieces;
     pieces.clear();
-    text::split_qwen(text, pieces);
+    text::split_qwen(text, pieces, split);
     for (const auto piece : pieces) bpe.encode_word(piece, out);
 }
 

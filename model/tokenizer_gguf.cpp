@@ -1,5 +1,5 @@
 // Tokenizer::from_gguf: the tokenizer in a llama.cpp GGUF file's metadata (see tokenizer.h).
-//   tokenizer.ggml.model  "gpt2" (byte-level BPE)       tokenizer.ggml.pre  "qwen2" / "qwen35" (the Qwen split regex)
+//   tokenizer.ggml.model  "gpt2" (byte-level BPE)       tokenizer.ggml.pre  "qwen2" / "qwen35" (the Qwen split regexes)
 //   tokenizer.ggml.tokens [STRING] byte-level spellings   tokenizer.ggml.merges [STRING] "a b", in rank order
 //   tokenizer.ggml.token_type [INT32]: 1 NORMAL, 2 UNKNOWN, 3 CONTROL, 4 USER_DEFINED, 5 UNUSED (padding), 6 BYTE
 #include <algorithm>
@@ -22,7 +22,8 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& f) {
     if (model->as_string("tokenizer.ggml.model") != "gpt2")
         fail("tokenizer.ggml.model '" + model->as_string("tokenizer.ggml.model") +
              "' is not supported (qnext supports byte-level BPE, \"gpt2\")");
-    // The pre-tokenizers that use exactly the Qwen2 split regex with NFC, as the HF tokenizer.json does.
+    // The Qwen pre-tokenizers (NFC, as the HF tokenizer.json does): qwen2 is the Qwen2/Qwen3 split regex, qwen35
+    // the Qwen3.5 one (combining marks join letters).
     static const std::set<std::string> kQwenPre = {"qwen2", "qwen35"};
     const GgufValue* pre = f.find("tokenizer.ggml.pre");
     const std::string pre_name = pre ? pre->as_string("tokenizer.ggml.pre") : "";
@@ -68,6 +69,7 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& f) {
         }
     }
     auto impl = build_tokenizer_impl(tj, /*use_nfc=*/true, f.path());
+    impl->split = pre_name == "qwen35" ? text::SplitVariant::Qwen35 : text::SplitVariant::Qwen2;
     impl->dir = f.path().parent_path();
     // Padding rows past the last real token stay ids (holes), so that ids index the embedding table as in the file.
     if (impl->bytes.size() < tokens.size()) {

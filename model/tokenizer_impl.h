@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/tokenizer.h"
+#include "model/tokenizer_pretokenize.h"
 #include "model/tokenizer_bpe.h"
 
 namespace qnext {
@@ -42,6 +43,7 @@ struct Tokenizer::Impl {
 
     std::filesystem::path dir;
     bool nfc = false;
+    text::SplitVariant split = text::SplitVariant::Qwen2;   // the pre-tokenizer regex (Qwen2/3 or Qwen3.5)
     text::BpeModel bpe;
     std::vector<std::string> bytes;                    // id -> raw bytes / literal added text
     std::vector<uint8_t> kind;                         // id -> Kind

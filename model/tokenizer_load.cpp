@@ -45,18 +45,23 @@ void check_byte_level(const json& b, const std::filesystem::path& file, const ch
     if (type_of(b) != "ByteLevel") unsupported(file, std::string(where) + " " + b.dump());
 }
 
-void check_pre_tokenizer(const json& p, const std::filesystem::path& file) {
+text::SplitVariant check_pre_tokenizer(const json& p, const std::filesystem::path& file) {
     if (type_of(p) != "Sequence" || !p.contains("pretokenizers") || p["pretokenizers"].size() != 2)
         unsupported(file, "pre_tokenizer " + p.dump() + " (expected Sequence[Split, ByteLevel])");
     const auto& split = p["pretokenizers"][0];
+    const std::string regex = split.contains("pattern") && split["pattern"].contains("Regex") &&
+                                      split["pattern"]["Regex"].is_string()
+                                  ? split["pattern"]["Regex"].get<std::string>()
+                                  : "";
     if (type_of(split) != "Split" || split.value("behavior", "") != "Isolated" || split.value("invert", false) ||
-        !split.contains("pattern") || !split["pattern"].contains("Regex") ||
-        split["pattern"]["Regex"].get<std::string>() != text::kQwenSplitPattern)
-        unsupported(file, "pre_tokenizer split " + split.dump() + " (only the Qwen2/Qwen3 regex is implemented)");
+        (regex != text::kQwenSplitPattern && regex != text::kQwen35SplitPattern))
+        unsupported(file, "pre_tokenizer split " + split.dump() +
+                              " (only the Qwen2/Qwen3 and Qwen3.5 regexes are implemented)");
     const auto& bl = p["pretokenizers"][1];
     check_byte_level(bl, file, "pre_tokenizer");
     if (bl.value("add_prefix_space", true)) unsupported(file, "ByteLevel pre_tokenizer with add_prefix_space=true");
     if (bl.value("use_regex", true)) unsupported(file, "ByteLevel pre_tokenizer with use_regex=true");
+    return regex == text::kQwen35SplitPattern ? text::SplitVariant::Qwen35 : text::SplitVariant::Qwen2;
 }
 
 void check_model(const json& m, const std::filesystem::path& file) {
@@ -185,10 +190,11 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
 
     check_model(tj.model, file);
     const bool nfc = check_normalizer(tj.normalizer, file);
-    check_pre_tokenizer(tj.pre_tokenizer, file);
+    const text::SplitVariant split = check_pre_tokenizer(tj.pre_tokenizer, file);
     check_byte_level(tj.decoder, file, "decoder");
     if (!tj.post_processor.is_null()) check_byte_level(tj.post_processor, file, "post_processor");
     auto impl = build_tokenizer_impl(tj, nfc, file);
+    impl->split = split;
     impl->dir = is_dir ? path : path.parent_path();
 
     // ---- stop / pad tokens -----------------------------------------------------------------------

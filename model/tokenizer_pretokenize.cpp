@@ -37,6 +37,8 @@ CharClass classify_slow(char32_t cp) {
             return CharClass::Number;
         case UTF8PROC_CATEGORY_ZS: case UTF8PROC_CATEGORY_ZL: case UTF8PROC_CATEGORY_ZP:
             return CharClass::Space;
+        case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+            return CharClass::Mark;
         default:
             return CharClass::Other;
     }
@@ -97,9 +99,15 @@ bool is_ws(CharClass c) { return c == CharClass::Newline || c == CharClass::Spac
 
 CharClass classify(char32_t cp) { return cp < 0x10000 ? bmp_classes()[cp] : classify_slow(cp); }
 
-void split_qwen(std::string_view text, std::vector<std::string_view>& out) {
+void split_qwen(std::string_view text, std::vector<std::string_view>& out, SplitVariant variant) {
     thread_local std::vector<Ch> chars;
     decode(text, chars);
+    // Qwen2: a mark is punctuation ("other"); Qwen3.5: a mark belongs to the letter run (and is no "other").
+    const bool marks = variant == SplitVariant::Qwen35;
+    if (!marks)
+        for (Ch& ch : chars)
+            if (ch.cls == CharClass::Mark) ch.cls = CharClass::Other;
+    auto wordy = [&](CharClass k) { return k == CharClass::Letter || k == CharClass::Mark; };
     const size_t n = chars.size() - 1;   // characters, excluding the sentinel
     auto emit = [&](size_t b, size_t e) {
         out.emplace_back(text.data() + chars[b].offset, chars[e].offset - chars[b].offset);
@@ -118,14 +126,15 @@ void split_qwen(std::string_view text, std::vector<std::string_view>& out) {
                 }
             }
         }
-        // 2. [^\r\n\p{L}\p{N}]?\p{L}+
+        // 2. [^\r\n\p{L}\p{N}]?\p{L}+   (Qwen3.5: [^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+; a mark as the optional
+        //    first character is then part of the run anyway)
         {
             size_t j = i;
-            if (c.cls != CharClass::Letter && c.cls != CharClass::Number && c.cls != CharClass::Newline &&
-                chars[i + 1].cls == CharClass::Letter && i + 1 < n)
+            if (!wordy(c.cls) && c.cls != CharClass::Number && c.cls != CharClass::Newline && i + 1 < n &&
+                wordy(chars[i + 1].cls))
                 j = i + 1;
-            if (chars[j].cls == CharClass::Letter) {
-                while (j < n && chars[j].cls == CharClass::Letter) ++j;
+            if (wordy(chars[j].cls)) {
+                while (j < n && wordy(chars[j].cls)) ++j;
                 emit(i, j); i = j; continue;
             }
         }

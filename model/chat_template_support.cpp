@@ -13,6 +13,7 @@ namespace detail {
 extern const std::string_view kInstructTemplate;   // generated: chat_template_sources.cpp
 extern const std::string_view kThinkingTemplate;
 extern const std::string_view kHybridTemplate;
+extern const std::string_view kQwen35Template;
 }  // namespace detail
 
 namespace {
@@ -141,6 +142,7 @@ std::string_view template_name(TemplateKind kind) {
         case TemplateKind::Instruct: return "instruct";
         case TemplateKind::Thinking: return "thinking";
         case TemplateKind::Hybrid: return "hybrid";
+        case TemplateKind::Qwen35: return "qwen35";
     }
     return "?";
 }
@@ -149,7 +151,9 @@ TemplateKind parse_template_name(std::string_view name) {
     if (name == "instruct") return TemplateKind::Instruct;
     if (name == "thinking") return TemplateKind::Thinking;
     if (name == "hybrid") return TemplateKind::Hybrid;
-    throw TemplateError("unknown template name '" + std::string(name) + "' (expected instruct, thinking or hybrid)");
+    if (name == "qwen35") return TemplateKind::Qwen35;
+    throw TemplateError("unknown template name '" + std::string(name) +
+                        "' (expected instruct, thinking, hybrid or qwen35)");
 }
 
 std::string_view template_source(TemplateKind kind) {
@@ -157,12 +161,13 @@ std::string_view template_source(TemplateKind kind) {
         case TemplateKind::Instruct: return detail::kInstructTemplate;
         case TemplateKind::Thinking: return detail::kThinkingTemplate;
         case TemplateKind::Hybrid: return detail::kHybridTemplate;
+        case TemplateKind::Qwen35: return detail::kQwen35Template;
     }
     return {};
 }
 
 std::optional<TemplateKind> detect_template(std::string_view jinja_text) {
-    for (const auto k : {TemplateKind::Instruct, TemplateKind::Thinking, TemplateKind::Hybrid})
+    for (const auto k : {TemplateKind::Instruct, TemplateKind::Thinking, TemplateKind::Hybrid, TemplateKind::Qwen35})
         if (jinja_text == template_source(k)) return k;
     return std::nullopt;
 }
@@ -205,12 +210,12 @@ TemplateKind resolve_template(const std::filesystem::path& dir, std::optional<Te
     if (!text)
         throw TemplateError("no chat template found in " + dir.string() +
                             " (neither chat_template.jinja nor tokenizer_config.json's chat_template); "
-                            "choose one with --template instruct|thinking|hybrid");
+                            "choose one with --template instruct|thinking|hybrid|qwen35");
     if (const auto kind = detect_template(*text)) return *kind;
     throw TemplateError("the chat template in " + dir.string() +
-                        " is not one of the known Qwen3-Next Instruct/Thinking or Qwen3 hybrid templates "
+                        " is not one of the known Qwen3-Next Instruct/Thinking, Qwen3 hybrid or Qwen3.5 templates "
                         "(whitespace-exact comparison); qnext renders only those. Choose one with "
-                        "--template instruct|thinking|hybrid if it is equivalent");
+                        "--template instruct|thinking|hybrid|qwen35 if it is equivalent");
 }
 
 }  // namespace qnext

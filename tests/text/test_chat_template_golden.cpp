@@ -40,6 +40,53 @@ TEST(ChatTemplateGolden, RendersByteIdenticalToJinja) {
     for (const char* t : {"instruct", "thinking", "hybrid"}) EXPECT_GE(per_template[t], 100u) << t;
 }
 
+// The Qwen3.5 / Qwen3.6 template (tests/reference/make_qwen35_template_golden.py).
+TEST(ChatTemplateGolden35, RendersByteIdenticalToJinja) {
+    const auto rows = read_jsonl<ordered_json>("qwen35/template_cases.jsonl");
+    ASSERT_GE(rows.size(), 300u);
+    size_t rendered = 0, errors = 0, mismatches = 0, calls = 0, vision = 0;
+    for (const auto& r : rows) {
+        const auto& req = r["request"];
+        if (r.contains("error")) {
+            try {
+                render_chat(TemplateKind::Qwen35, req);
+                ADD_FAILURE() << "rendered where jinja2 raised: " << req.dump();
+            } catch (const TemplateError& e) {
+                if (r["error"] == "vision") {
+                    ++vision;
+                    EXPECT_NE(std::string(e.what()).find("vision not supported"), std::string::npos) << e.what();
+                }
+            }
+            ++errors;
+            continue;
+        }
+        std::string got;
+        try {
+            got = render_chat(TemplateKind::Qwen35, req);
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "threw " << e.what() << " on " << req.dump();
+            continue;
+        }
+        ++rendered;
+        const auto& want = r["prompt"].get_ref<const std::string&>();
+        calls += want.find("<function=") != std::string::npos;
+        if (got != want && ++mismatches <= 5)
+            ADD_FAILURE() << req.dump() << "\nwant " << nlohmann::json(want).dump() << "\ngot  " << nlohmann::json(got).dump();
+    }
+    EXPECT_EQ(mismatches, 0u);
+    EXPECT_GE(rendered, 250u);
+    EXPECT_GE(errors, 10u);
+    EXPECT_GE(vision, 2u);
+    EXPECT_GE(calls, 50u);
+}
+
+TEST(ChatTemplateGolden35, DetectedFromTheOfficialText) {
+    EXPECT_EQ(detect_template(template_source(TemplateKind::Qwen35)), TemplateKind::Qwen35);
+    EXPECT_EQ(parse_template_name("qwen35"), TemplateKind::Qwen35);
+    EXPECT_EQ(tool_call_format(TemplateKind::Qwen35), ToolCallFormat::Xml);
+    EXPECT_EQ(tool_call_format(TemplateKind::Hybrid), ToolCallFormat::Json);
+}
+
 // Every branch of each template is exercised by the corpus (guards against a corpus that drifts).
 TEST(ChatTemplateGolden, CorpusCoversTheBranches) {
     std::map<std::string, std::set<std::string>> seen;

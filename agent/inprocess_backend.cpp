@@ -1,5 +1,7 @@
 #include "agent/inprocess_backend.h"
 
+#include "agent/constrain/tool_grammar.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -39,7 +41,11 @@ public:
     Controller(InProcessBackend& b, const GenerationRequest& req, std::vector<int32_t> prompt, int64_t start,
                constrain::Matcher matcher, EventHandler on_event, DoneHandler on_done)
         : b_(b), io_(b.io_), prompt_(std::move(prompt)), start_(start), matcher_(std::move(matcher)),
-          decoder_(b.tok_), parser_(req.thinking), thinking_budget_(req.thinking ? req.thinking_budget : -1),
+          decoder_(b.tok_),
+          parser_(req.thinking, xml_tool_calls(b.options_.template_kind),
+                  xml_tool_calls(b.options_.template_kind) && !req.tools.empty()
+                      ? constrain::xml_string_parameters(constrain::parse_tools(req.tools))
+                      : std::map<std::string, std::set<std::string>>{}), thinking_budget_(req.thinking ? req.thinking_budget : -1),
           in_reasoning_(req.thinking), on_event_(std::move(on_event)), on_done_(std::move(on_done)) {
         for (int32_t id : b.tok_.eos_ids()) eos_.push_back(id);
         if (auto t = b.tok_.token_id("</think>")) think_end_ = *t;
@@ -230,6 +236,8 @@ constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) {
     std::string key = free ? std::string("free") : req.tools.dump() + '\n' + req.tool_choice;
     key += req.parallel_tool_calls ? "|p" : "|1";
     key += req.thinking ? "|t" : "|i";
+    const bool xml = xml_tool_calls(options_.template_kind);   // Qwen3.5 / 3.6: XML calls
+    key += xml ? "|x" : "|j";
     auto it = grammars_.find(key);
     if (it != grammars_.end()) return it->second;
     constrain::Grammar g = [&] {
@@ -238,6 +246,7 @@ constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) {
         to.choice = req.tool_choice;
         to.parallel_tool_calls = req.parallel_tool_calls;
         to.thinking = req.thinking;
+        to.format = xml ? constrain::ToolFormat::Xml : constrain::ToolFormat::Json;
         return constrain::Grammar::from_tools(req.tools, to, vocab_);   // ordered: properties in declared order
     }();
     if (grammars_.size() >= 16) grammars_.clear();

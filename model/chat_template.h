@@ -32,12 +32,10 @@ namespace qnext {
 // items; image/video items are refused: qnext runs the text model only).
 enum class TemplateKind { Instruct, Thinking, Hybrid, Qwen35 };
 
-// The tool-call syntax a template's model writes: JSON inside <tool_call> (Qwen3 / Qwen3-Next) or the XML
-// form of Qwen3.5 (<tool_call>\n<function=NAME>\n<parameter=ARG>\nVALUE\n</parameter>\n</function>\n</tool_call>).
-enum class ToolCallFormat { Json, Xml };
-inline ToolCallFormat tool_call_format(TemplateKind k) {
-    return k == TemplateKind::Qwen35 ? ToolCallFormat::Xml : ToolCallFormat::Json;
-}
+// Whether a template's model writes tool calls in the XML form of Qwen3.5
+// (<tool_call>\n<function=NAME>\n<parameter=ARG>\nVALUE\n</parameter>\n</function>\n</tool_call>) rather than
+// JSON inside <tool_call> (Qwen3 / Qwen3-Next).
+inline bool xml_tool_calls(TemplateKind k) { return k == TemplateKind::Qwen35; }
 
 struct TemplateError : std::runtime_error {
     using std::runtime_error::runtime_error;

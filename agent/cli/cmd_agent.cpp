@@ -50,8 +50,8 @@ struct BackendFlags {
         cmd->add_option("--remote-connect-timeout", remote_connect_timeout,
                         "openai backend: seconds allowed to connect to the server (default 30)")
             ->check(CLI::Range(0.001, 86400.0));
-        cmd->add_option("--template", template_name, "override the chat template: instruct|thinking|hybrid")
-            ->check(CLI::IsMember({"instruct", "thinking", "hybrid"}));
+        cmd->add_option("--template", template_name, "override the chat template: instruct|thinking|hybrid|qwen35")
+            ->check(CLI::IsMember({"instruct", "thinking", "hybrid", "qwen35"}));
         cmd->add_option("--context", context,
                         "tokens of context reserved per session (default: min(8192, max_position_embeddings))")
             ->check(CLI::Range(int64_t{16}, int64_t{1} << 24));

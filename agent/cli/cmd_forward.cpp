@@ -150,7 +150,8 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
     if (constrained && !tok)
         throw std::runtime_error("generate: constrained decoding needs the model's tokenizer.json");
     const nlohmann::ordered_json tools = a.tools.empty() ? nlohmann::ordered_json() : read_json_file(a.tools);
-    bool thinking = false;  // the prompt ends inside <think> (Thinking template)
+    bool thinking = false;  // the prompt ends inside <think> (Thinking template, Qwen3.5 with thinking on)
+    bool xml = false;       // Qwen3.5 / 3.6 XML tool calls
     std::vector<int32_t> prompt;
     if (!a.prompt.empty()) {
         if (!tok) throw std::runtime_error("generate: model folder " + folder.dir.string() +
@@ -164,7 +165,8 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
                                           {"add_generation_prompt", true}};
             if (!tools.is_null()) req["tools"] = tools;
             prompt = encode_chat(*tok, k, req);   // the prompt's text is data, not markup
-            thinking = k == TemplateKind::Thinking;
+            thinking = k == TemplateKind::Thinking || k == TemplateKind::Qwen35;   // Qwen3.5 opens <think> by default
+            xml = xml_tool_calls(k);
         } else {
             prompt = tok->encode(text);
         }
@@ -186,7 +188,8 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
         auto vocab = constrain::Vocabulary::from_tokenizer(*tok);
         matcher.emplace(a.tools.empty()
                             ? constrain::compile_json_schema(vocab, read_json_file(a.json_schema), thinking)
-                            : constrain::compile_tool_calls(vocab, tools, a.tool_choice, !a.no_parallel_tool_calls, thinking));
+                            : constrain::compile_tool_calls(vocab, tools, a.tool_choice, !a.no_parallel_tool_calls, thinking,
+                                                            xml ? constrain::ToolFormat::Xml : constrain::ToolFormat::Json));
         sampler.set_mask_hook([&](uint32_t* words, size_t n) { matcher->fill_next_token_bitmask(words, n); });
     }
 
@@ -324,7 +327,7 @@ void add_forward_commands(Context& ctx) {
     gen->add_option("--repetition-penalty", ga->sampling.repetition_penalty)->capture_default_str();
     gen->add_option("--seed", ga->sampling.seed)->capture_default_str();
     gen->add_flag("--chat", ga->chat, "wrap the prompt as one user turn with the model's chat template");
-    gen->add_option("--template", ga->templ, "chat template override: instruct | thinking | hybrid");
+    gen->add_option("--template", ga->templ, "chat template override: instruct | thinking | hybrid | qwen35");
     gen->add_flag("--ignore-eos", ga->ignore_eos, "do not stop at end-of-sequence tokens");
     gen->add_option("--json-schema", ga->json_schema, "constrain the output to JSON matching this schema file");
     gen->add_option("--tools", ga->tools, "JSON file with a tool list: rendered into the chat prompt and the "

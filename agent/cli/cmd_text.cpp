@@ -115,7 +115,7 @@ void run_render(const TextOptions& o) {
     std::optional<TemplateKind> override_kind;
     if (!o.template_name.empty()) override_kind = parse_template_name(o.template_name);
     if (o.tokenizer.empty() && !override_kind)
-        throw std::runtime_error("render needs --tokenizer DIR (to detect the chat template) or --template instruct|thinking|hybrid");
+        throw std::runtime_error("render needs --tokenizer DIR (to detect the chat template) or --template instruct|thinking|hybrid|qwen35");
     if (o.ids && o.tokenizer.empty()) throw std::runtime_error("render --ids needs --tokenizer DIR|F.gguf");
     const TemplateKind kind = o.tokenizer.empty() ? *override_kind : resolve_template(o.tokenizer, override_kind);
     std::optional<Tokenizer> tok;
@@ -210,7 +210,7 @@ void add_text_commands(Context& ctx) {
     auto* rd = ctx.app->add_subcommand("render", "render a chat request (JSON on stdin) with the model's chat template");
     add_tokenizer(rd, false);
     rd->add_option("--template", opts->template_name, "override the detected template")
-        ->check(CLI::IsMember({"instruct", "thinking", "hybrid"}));
+        ->check(CLI::IsMember({"instruct", "thinking", "hybrid", "qwen35"}));
     rd->add_flag("--jsonl", opts->jsonl, "one request per stdin line; one JSON-encoded prompt per output line");
     rd->add_flag("--ids", opts->ids,
                  "print the prompt's token ids (a JSON array) instead of its text: only the template's markup "

@@ -23,11 +23,12 @@ namespace qnext::constrain {
 
 inline std::shared_ptr<const Grammar> compile_tool_calls(VocabularyPtr vocab, const nlohmann::ordered_json& tools,
                                                          const std::string& tool_choice, bool parallel_tool_calls,
-                                                         bool thinking) {
+                                                         bool thinking, ToolFormat format = ToolFormat::Json) {
     ToolCallOptions o;
     o.choice = tool_choice;
     o.parallel_tool_calls = parallel_tool_calls;
     o.thinking = thinking;
+    o.format = format;
     return std::make_shared<const Grammar>(Grammar::from_tools(tools, o, std::move(vocab)));
 }
 

@@ -38,12 +38,16 @@ private:
     std::string path_, keyword_;
 };
 
+// The tool-call syntax: Qwen3 / Qwen3-Next hermes JSON, or Qwen3.5's XML (see tool_grammar.h).
+enum class ToolFormat { Json, Xml };
+
 struct ToolCallOptions {
     // "auto" (free text, optionally followed by calls), "required" (>= 1 call, no text first),
     // "none" (text only; <tool_call> masked out) or the name of one declared tool (exactly one call).
     std::string choice = "auto";
     bool parallel_tool_calls = true;   // false: at most one call
     bool thinking = false;             // output starts inside <think>: free until </think>, then "\n\n"
+    ToolFormat format = ToolFormat::Json;
 };
 
 struct SchemaOptions {

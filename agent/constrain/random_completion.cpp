@@ -49,8 +49,9 @@ RandomCompletion RandomCompleter::run(Matcher& m, uint64_t seed, int max_tokens,
         const double bias = step < close_after ? 0.0 : std::min(0.95, (step - close_after) / 32.0);
         if (bias > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < bias) {
             // closing: half of the time a random allowed token containing a closing byte, else
-            // the first token of a shortest completion (guarantees progress, e.g. inside formats)
-            if (std::uniform_int_distribution<int>(0, 1)(rng)) {
+            // the first token of a shortest completion (guarantees progress, e.g. inside formats); after
+            // 256 more tokens only the latter (a free-text value ends only with its closing sequence)
+            if (step < close_after + 256 && std::uniform_int_distribution<int>(0, 1)(rng)) {
                 closing.clear();
                 for (int32_t id : closers_)
                     if (token_allowed(mask_.data(), id)) closing.push_back(id);

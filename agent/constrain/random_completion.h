@@ -2,7 +2,8 @@
 // uniformly among the allowed tokens (the limit of random logits at high temperature), optionally
 // with a closing bias: after `close_after` tokens, with growing probability, it draws among the
 // allowed tokens that contain '"', '}' or ']' (or a stop token), or takes the first token of a
-// shortest completion (Matcher::closing_token), so that every structure ends.
+// shortest completion (Matcher::closing_token), and from close_after + 256 tokens on only the latter, so
+// that every structure ends (free text such as an XML tool call's string value too).
 #pragma once
 #include <cstdint>
 #include <random>

@@ -77,6 +77,135 @@ HeaderScan scan_header(std::string_view s, std::string& name, size_t& consumed) 
 
 ToolCallParser::ToolCallParser(bool thinking) : mode_(thinking ? Mode::Reasoning : Mode::Text) {}
 
+ToolCallParser::ToolCallParser(bool thinking, bool xml, std::map<std::string, std::set<std::string>> string_params)
+    : mode_(thinking ? Mode::Reasoning : Mode::Text), xml_(xml), string_params_(std::move(string_params)) {}
+
+void ToolCallParser::args_delta(std::vector<ToolCallEvent>& out, const std::string& frag) {
+    if (frag.empty()) return;
+    args_ += frag;
+    if (!out.empty() && out.back().kind == ToolCallEvent::Kind::ArgumentsDelta && out.back().index == index_)
+        out.back().text += frag;
+    else
+        out.push_back({ToolCallEvent::Kind::ArgumentsDelta, index_, name_, frag, {}});
+}
+
+namespace {
+constexpr std::string_view kFunction = "<function=", kFunctionEnd = "</function>", kParam = "<parameter=",
+                           kParamEnd = "\n</parameter>";
+
+// JSON string escaping of raw text (nlohmann's dump of a string without the quotes).
+std::string json_escape(const std::string& s) {
+    std::string d = nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return d.substr(1, d.size() - 2);
+}
+}  // namespace
+
+// After <tool_call>: ws "<function=" NAME ">" [\n]. true = progressed; false = need more text.
+bool ToolCallParser::xml_header(std::vector<ToolCallEvent>& out) {
+    size_t i = 0;
+    while (i < buf_.size() && is_ws(buf_[i])) ++i;
+    const std::string_view rest = std::string_view(buf_).substr(i);
+    if (rest.size() < kFunction.size()) {
+        if (kFunction.substr(0, rest.size()) != rest || buf_.find(kClose) != std::string::npos) mode_ = Mode::Raw;
+        return mode_ == Mode::Raw;
+    }
+    if (rest.substr(0, kFunction.size()) != kFunction) {
+        mode_ = Mode::Raw;
+        return true;
+    }
+    const size_t gt = buf_.find('>', i + kFunction.size());
+    const size_t nl = buf_.find('\n', i + kFunction.size());
+    if (gt == std::string::npos || (nl != std::string::npos && nl < gt)) {
+        if (nl != std::string::npos || buf_.find(kClose) != std::string::npos) mode_ = Mode::Raw;
+        return mode_ == Mode::Raw;
+    }
+    if (gt + 1 == buf_.size()) return false;   // wait for the newline after '>' (or the first parameter)
+    name_ = buf_.substr(i + kFunction.size(), gt - i - kFunction.size());
+    size_t end = gt + 1;
+    if (buf_[end] == '\n') ++end;
+    call_raw_ += buf_.substr(0, end);
+    buf_.erase(0, end);
+    index_ = next_index_++;
+    out.push_back({ToolCallEvent::Kind::CallStart, index_, name_, "", {}});
+    any_param_ = false;
+    mode_ = Mode::XmlParams;
+    return true;
+}
+
+// Between parameters: "<parameter=P>\n" starts one, "</function>" ends the call.
+bool ToolCallParser::xml_params(std::vector<ToolCallEvent>& out) {
+    size_t i = 0;
+    while (i < buf_.size() && is_ws(buf_[i])) ++i;
+    const std::string_view rest = std::string_view(buf_).substr(i);
+    auto prefix_of = [&](std::string_view marker) { return rest.size() < marker.size() && marker.substr(0, rest.size()) == rest; };
+    if (rest.empty() || prefix_of(kParam) || prefix_of(kFunctionEnd)) return false;
+    if (rest.substr(0, kFunctionEnd.size()) == kFunctionEnd) {
+        call_raw_ += buf_.substr(0, i + kFunctionEnd.size());
+        buf_.erase(0, i + kFunctionEnd.size());
+        args_delta(out, any_param_ ? "}" : "{}");
+        mode_ = Mode::Tail;
+        return true;
+    }
+    if (rest.substr(0, kParam.size()) != kParam) {
+        mode_ = Mode::Raw;
+        return true;
+    }
+    const size_t gt = buf_.find('>', i + kParam.size());
+    if (gt == std::string::npos) {
+        if (buf_.find('\n', i + kParam.size()) != std::string::npos) mode_ = Mode::Raw;
+        return mode_ == Mode::Raw;
+    }
+    if (gt + 1 == buf_.size()) return false;
+    param_ = buf_.substr(i + kParam.size(), gt - i - kParam.size());
+    size_t end = gt + 1;
+    if (buf_[end] == '\n') ++end;
+    call_raw_ += buf_.substr(0, end);
+    buf_.erase(0, end);
+    const auto it = string_params_.find(name_);
+    param_is_string_ = it != string_params_.end() && it->second.count(param_);
+    args_delta(out, std::string(any_param_ ? ", " : "{") + nlohmann::json(param_).dump() + ": " + (param_is_string_ ? "\"" : ""));
+    any_param_ = true;
+    value_.clear();
+    mode_ = Mode::XmlValue;
+    return true;
+}
+
+// A parameter's value up to "\n</parameter>": a string streams as escaped JSON text; any other value is
+// converted when complete.
+bool ToolCallParser::xml_value(std::vector<ToolCallEvent>& out, bool final) {
+    const size_t at = buf_.find(kParamEnd);
+    const size_t take = at != std::string::npos ? at : buf_.size() - (final ? 0 : partial_marker(buf_, kParamEnd));
+    std::string chunk = buf_.substr(0, take);
+    // keep an incomplete UTF-8 sequence for the next delta (escaping needs whole characters)
+    size_t cut = chunk.size();
+    if (at == std::string::npos && !final) {
+        size_t k = chunk.size(), back = 0;
+        while (k > 0 && back < 4 && (static_cast<unsigned char>(chunk[k - 1]) & 0xC0) == 0x80) --k, ++back;
+        if (k > 0) {
+            const auto lead = static_cast<unsigned char>(chunk[k - 1]);
+            const size_t len = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+            if (len > back + 1) cut = k - 1;
+        }
+    }
+    chunk.resize(cut);
+    call_raw_ += chunk;
+    buf_.erase(0, chunk.size());
+    if (param_is_string_) args_delta(out, json_escape(chunk));
+    else value_ += chunk;
+    if (at == std::string::npos || buf_.compare(0, kParamEnd.size(), kParamEnd) != 0) return false;
+    call_raw_ += std::string(kParamEnd);
+    buf_.erase(0, kParamEnd.size());
+    if (param_is_string_) {
+        args_delta(out, "\"");
+    } else {
+        auto v = nlohmann::ordered_json::parse(value_, nullptr, false);
+        args_delta(out, v.is_discarded() ? nlohmann::json(value_).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                         : v.dump());
+    }
+    mode_ = Mode::XmlParams;
+    return true;
+}
+
 std::vector<ToolCallEvent> ToolCallParser::push(std::string_view text) {
     std::vector<ToolCallEvent> out;
     if (mode_ == Mode::Done) return out;
@@ -105,6 +234,7 @@ void ToolCallParser::end_call(std::vector<ToolCallEvent>& out, size_t close_at) 
     buf_.erase(0, close_at + kClose.size());
     try {
         if (mode_ == Mode::Raw) {
+            if (xml_) throw std::runtime_error("not an XML tool call");
             auto j = parse_json_limited<nlohmann::ordered_json>(call_raw_);
             if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("arguments"))
                 throw std::runtime_error("not a tool call object");
@@ -179,6 +309,10 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 break;
             }
             case Mode::Header: {
+                if (xml_) {
+                    if (!xml_header(out)) return;
+                    break;
+                }
                 size_t close = buf_.find(kClose);
                 std::string name;
                 size_t consumed = 0;
@@ -251,10 +385,16 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 mode_ = Mode::Tail;
                 break;
             }
+            case Mode::XmlParams:
+                if (!xml_params(out)) return;
+                break;
+            case Mode::XmlValue:
+                if (!xml_value(out, final)) return;
+                break;
             case Mode::Tail: {
                 size_t close = buf_.find(kClose);
                 if (close == std::string::npos) {
-                    // the tail must look like ws '}' ws; keep buffering it
+                    // the tail must look like ws '}' ws (XML: ws); keep buffering it
                     return;
                 }
                 std::string tail = buf_.substr(0, close);
@@ -262,7 +402,7 @@ void ToolCallParser::run(std::vector<ToolCallEvent>& out, bool final) {
                 std::string t;
                 for (char c : tail)
                     if (!is_ws(c)) t += c;
-                if (t != "}") {   // unexpected content after the arguments
+                if (t != (xml_ ? "" : "}")) {   // unexpected content after the arguments
                     out.push_back({ToolCallEvent::Kind::CallInvalid, index_, name_, call_raw_, {}});
                     buf_.erase(0, close + kClose.size());
                     mode_ = Mode::Text;
@@ -294,7 +434,8 @@ std::vector<ToolCallEvent> ToolCallParser::finish(bool hit_length) {
     std::vector<ToolCallEvent> out;
     if (mode_ == Mode::Done) return out;
     hit_length_ = hit_length;
-    const bool in_call = mode_ == Mode::Header || mode_ == Mode::Args || mode_ == Mode::Tail || mode_ == Mode::Raw;
+    const bool in_call = mode_ == Mode::Header || mode_ == Mode::Args || mode_ == Mode::Tail || mode_ == Mode::Raw ||
+                         mode_ == Mode::XmlParams || mode_ == Mode::XmlValue;
     if (in_call) {
         call_raw_ += buf_;
         buf_.clear();

@@ -83,8 +83,8 @@ TEST(ChatTemplateGolden35, RendersByteIdenticalToJinja) {
 TEST(ChatTemplateGolden35, DetectedFromTheOfficialText) {
     EXPECT_EQ(detect_template(template_source(TemplateKind::Qwen35)), TemplateKind::Qwen35);
     EXPECT_EQ(parse_template_name("qwen35"), TemplateKind::Qwen35);
-    EXPECT_EQ(tool_call_format(TemplateKind::Qwen35), ToolCallFormat::Xml);
-    EXPECT_EQ(tool_call_format(TemplateKind::Hybrid), ToolCallFormat::Json);
+    EXPECT_TRUE(xml_tool_calls(TemplateKind::Qwen35));
+    EXPECT_FALSE(xml_tool_calls(TemplateKind::Hybrid));
 }
 
 // Every branch of each template is exercised by the corpus (guards against a corpus that drifts).

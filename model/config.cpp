@@ -35,11 +35,10 @@ struct Reader {
     int64_t integer(const char* key, int64_t def) const {
         const json* v = get(key);
         if (!v) return def;
+        if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))
+            fail(source, prefix + key, "integer " + v->dump() + " is out of range");
         if (v->is_number_integer()) return v->get<int64_t>();
-        // 2.0 style floats are accepted when integral (some exporters write them)
-        if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() &&
-            std::abs(v->get<double>()) < 9.0e15)
-            return static_cast<int64_t>(v->get<double>());
+        // a float (350.0, 1e15) is refused: HF's config classes declare these fields int
         fail(source, prefix + key, "expected an integer, got " + type_of(*v) + " " + v->dump());
     }
     double number(const char* key, double def) const {
@@ -131,6 +130,13 @@ void read_quantization(const Reader& r, Qwen3NextConfig& c) {
 
 void check_positive(const std::string& source, const char* field, int64_t v) {
     if (v <= 0) fail(source, field, "must be > 0, got " + std::to_string(v));
+}
+
+// Upper bounds far above every real model (Qwen3-Next-80B: 48 layers, 512 experts, 151,936 tokens; Qwen3.5-397B:
+// 60 layers, 248,320 tokens), so that an absurd config is refused before anything is sized from it.
+void check_bound(const std::string& source, const char* field, int64_t v, int64_t max) {
+    if (v > max)
+        fail(source, field, std::to_string(v) + " exceeds what this engine supports (at most " + std::to_string(max) + ")");
 }
 
 }  // namespace
@@ -265,6 +271,7 @@ Qwen3NextConfig parse_config(const json& j, const std::string& source) {
     } else {
         check_positive(source, (prefix + "full_attention_interval").c_str(), c.full_attention_interval);
         check_positive(source, (prefix + "num_hidden_layers").c_str(), c.num_hidden_layers);
+        check_bound(source, (prefix + "num_hidden_layers").c_str(), c.num_hidden_layers, 4096);
         for (int64_t i = 0; i < c.num_hidden_layers; ++i)
             c.layer_types.push_back((i + 1) % c.full_attention_interval == 0 ? LayerType::FullAttention
                                                                              : LayerType::LinearAttention);
@@ -280,6 +287,25 @@ void validate_config(const Qwen3NextConfig& c, const std::string& source) {
         fail(source, "model_type", "'" + c.model_type + "' does not match the family " + family_name(c.family) +
                                        " (expected '" + want + "')");
     const bool moe = c.family != ModelFamily::Qwen3_5;
+    check_bound(source, "num_hidden_layers", c.num_hidden_layers, 4096);
+    check_bound(source, "num_experts", c.num_experts, 16384);
+    check_bound(source, "vocab_size", c.vocab_size, int64_t(1) << 24);
+    check_bound(source, "hidden_size", c.hidden_size, int64_t(1) << 18);
+    check_bound(source, "intermediate_size", c.intermediate_size, int64_t(1) << 22);
+    check_bound(source, "moe_intermediate_size", c.moe_intermediate_size, int64_t(1) << 22);
+    check_bound(source, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, int64_t(1) << 22);
+    check_bound(source, "num_attention_heads", c.num_attention_heads, 4096);
+    check_bound(source, "num_key_value_heads", c.num_key_value_heads, 4096);
+    check_bound(source, "head_dim", c.head_dim, 4096);
+    check_bound(source, "linear_num_key_heads", c.linear_num_key_heads, 4096);
+    check_bound(source, "linear_num_value_heads", c.linear_num_value_heads, 4096);
+    check_bound(source, "linear_key_head_dim", c.linear_key_head_dim, 4096);
+    check_bound(source, "linear_value_head_dim", c.linear_value_head_dim, 4096);
+    check_bound(source, "linear_conv_kernel_dim", c.linear_conv_kernel_dim, 64);
+    check_bound(source, "max_position_embeddings", c.max_position_embeddings, int64_t(1) << 31);
+    check_bound(source, "mtp_num_hidden_layers", c.mtp_num_hidden_layers, 16);
+    check_bound(source, "full_attention_interval", c.full_attention_interval, 4096);
+    check_bound(source, "decoder_sparse_step", c.decoder_sparse_step, 4096);
     check_positive(source, "vocab_size", c.vocab_size);
     check_positive(source, "hidden_size", c.hidden_size);
     check_positive(source, "num_hidden_layers", c.num_hidden_layers);

@@ -67,7 +67,8 @@ ModelInfo compute_model_info(const Qwen3NextConfig& cfg, int64_t mtp_layers) {
     info.layout = describe_layout(cfg.layer_types);
 
     int64_t routed = 0;   // routed-expert parameters of the main model
-    for (const TensorSpec& t : expected_tensors(cfg, ExpertLayout::PerExpert, info.mtp_layers)) {
+    // Fused layout: the same parameter counts in 3 tensors per MoE layer instead of 3 per expert.
+    for (const TensorSpec& t : expected_tensors(cfg, ExpertLayout::Fused, info.mtp_layers)) {
         const bool mtp = t.name.rfind("mtp.", 0) == 0;
         (mtp ? info.mtp_params : info.total_params) += t.numel();
         if (!mtp && t.name.find(".mlp.experts.") != std::string::npos) routed += t.numel();

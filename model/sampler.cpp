@@ -40,6 +40,11 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
         throw std::runtime_error("sampler: got " + std::to_string(logits.size()) + " logits, vocab is " +
                                  std::to_string(vocab_));
     std::copy(logits.begin(), logits.end(), work_.begin());
+    // A NaN (from NaN/Inf weights or an overflow) must stop generation with a clear error, never become text.
+    for (int64_t i = 0; i < vocab_; ++i)
+        if (std::isnan(work_[i]))
+            throw std::runtime_error("sampler: the model produced a NaN logit (token " + std::to_string(i) +
+                                     "): the weights may hold NaN/Inf values or the activations overflowed");
 
     // 1. Penalties over the distinct tokens of the history.
     if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f) {

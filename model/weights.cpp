@@ -275,6 +275,9 @@ Qwen3NextWeights bind_weights(const Qwen3NextConfig& cfg, const TensorStore& sto
         return store.contains(mlp_prefix + "experts.gate_up_proj") ? ExpertLayout::Fused : ExpertLayout::PerExpert;
     };
     const int64_t mtp = std::max(cfg.mtp_num_hidden_layers, count_mtp_layers(store));
+    if (mtp > 16)
+        throw std::runtime_error("checkpoint: " + std::to_string(mtp) +
+                                 " MTP layers (mtp.layers.N tensors); this engine supports at most 16");
     Qwen3NextWeights w = build_model(cfg, mtp, layout_of, get);
     std::string where = store.files().empty() ? std::string("checkpoint")
                                               : store.files().front()->path().parent_path().string();

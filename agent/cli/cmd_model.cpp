@@ -1,4 +1,5 @@
 // `qnext info` and `qnext make-checkpoint`.
+#include <map>
 #include <optional>
 #include <cstdio>
 #include <filesystem>
@@ -58,6 +59,7 @@ void run_info(const InfoArgs& a) {
     Qwen3NextConfig cfg;
     std::string source;
     std::optional<GgufTypeSummary> gguf;
+    std::map<std::string, uint64_t> file_bytes;   // safetensors folder: bytes per dtype actually in the files
     if (!a.model.empty() && looks_like_gguf(a.model)) {
         // A llama.cpp GGUF: hyperparameters from its metadata, types and bytes from its tensor infos.
         auto f = GgufFile::open(a.model);
@@ -71,6 +73,7 @@ void run_info(const InfoArgs& a) {
         ModelFolder m = load_model_folder(a.model, opts);
         cfg = m.config;
         source = a.model;
+        for (const TensorView& v : m.store.tensors()) file_bytes[dtype_name(v.dtype)] += v.nbytes;
     } else {
         cfg = load_config(a.config);
         source = a.config;
@@ -82,10 +85,22 @@ void run_info(const InfoArgs& a) {
         j["source"] = source;
         j.update(model_info_to_json(cfg, info));
         if (gguf) j["gguf"] = gguf_summary_to_json(*gguf);
+        if (!file_bytes.empty()) j["weight_bytes_in_files"] = file_bytes;
         std::cout << j.dump(2) << "\n";
     } else {
-        std::cout << "source                " << source << "\n" << model_info_to_text(cfg, info, /*bf16_size=*/!gguf);
+        // --config: what bf16 weights would take; --model: the dtypes and bytes actually in the files
+        std::cout << "source                " << source << "\n"
+                  << model_info_to_text(cfg, info, /*bf16_size=*/a.model.empty());
         if (gguf) std::cout << gguf_summary_to_text(*gguf);
+        if (!file_bytes.empty()) {
+            uint64_t total = 0;
+            std::string parts;
+            for (const auto& [dt, n] : file_bytes) {
+                total += n;
+                parts += (parts.empty() ? "" : ", ") + dt + " " + std::to_string(n);
+            }
+            std::cout << "weights in files      " << total << " bytes (" << parts << ")\n";
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 #include <sys/wait.h>
 
+#include <chrono>
+#include <fstream>
 #include <array>
 #include <cstdio>
 
@@ -54,6 +56,39 @@ TEST(Cli, MakeCheckpointThenInfoModel) {
     nlohmann::json info = nlohmann::json::parse(i.out);
     EXPECT_EQ(info["mtp_layers"].get<int64_t>(), 1);   // found from the mtp.* tensors
     EXPECT_GT(info["mtp_params"].get<int64_t>(), 0);
+}
+
+// Absurd configs (issue: 1e6 layers / 1e7 experts / 2^40 MTP layers took a minute and 7.5 GB before bad_alloc)
+// are refused at once, naming the field; floats for integer fields too. `info --model` reports the dtypes and
+// bytes actually in the files.
+TEST(Cli, AbsurdConfigsAreRefusedBeforeAnythingIsSized) {
+    test::ScratchDir d("cli-absurd");
+    const nlohmann::json base = test::read_json(test::tiny_config_path());
+    struct Case {
+        const char* field;
+        nlohmann::json value;
+        const char* says;
+    };
+    for (const Case& c : {Case{"num_hidden_layers", 1000000, "at most 4096"}, Case{"num_experts", 10000000, "at most 16384"},
+                          Case{"num_nextn_predict_layers", int64_t(1) << 40, "at most 16"},
+                          Case{"vocab_size", 350.0, "expected an integer"},
+                          Case{"max_position_embeddings", 1e15, "expected an integer"},
+                          Case{"hidden_size", int64_t(1) << 40, "at most"}}) {
+        nlohmann::json j = base;
+        j[c.field] = c.value;
+        if (std::string(c.field) == "num_hidden_layers") j.erase("layer_types");
+        const auto path = d / (std::string(c.field) + ".json");
+        std::ofstream(path) << j.dump();
+        const auto t0 = std::chrono::steady_clock::now();
+        Result r = run("info --config " + path.string());
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        EXPECT_EQ(r.code, 1) << c.field << ": " << r.out;
+        EXPECT_NE(r.out.find(c.says), std::string::npos) << c.field << ": " << r.out;
+        EXPECT_LT(s, 2.0) << c.field;
+    }
+    Result f32 = run("info --model " + (std::filesystem::path(QNEXT_SOURCE_DIR) / "tests/data/model/tiny_a").string());
+    EXPECT_NE(f32.out.find("weights in files      2074144 bytes (F32 2074144)"), std::string::npos) << f32.out;
+    EXPECT_EQ(f32.out.find("weights (bf16)"), std::string::npos) << f32.out;
 }
 
 // `qnext info --model F.gguf` on the demo model as llama.cpp's converter writes it: the same layout and counts as

@@ -26,6 +26,17 @@ std::set<int32_t> support(SamplerParams p, const std::vector<float>& logits, int
     return seen;
 }
 
+// NaN logits (NaN/Inf weights, overflow) end generation with a clear error instead of becoming text.
+TEST(Sampler, NanLogitsAreAnError) {
+    Sampler s(SamplerParams{}, 3);
+    try {
+        s.sample(std::vector<float>{0.f, std::nanf(""), 1.f});
+        ADD_FAILURE() << "no error";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("NaN logit (token 1)"), std::string::npos) << e.what();
+    }
+}
+
 TEST(Sampler, GreedyPicksFirstMaximum) {
     Sampler s(SamplerParams{}, 5);
     EXPECT_EQ(s.sample(std::vector<float>{0.f, 3.f, 1.f, 3.f, -2.f}), 1);

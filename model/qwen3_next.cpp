@@ -7,6 +7,7 @@
 #include <cstring>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -121,6 +122,11 @@ struct LayerViews {
 struct Qwen3NextModel::Bound {
     Tensor embed, lm_head, final_norm;
     std::vector<LayerViews> layers;
+    struct Mtp {
+        Tensor fc, norm_embedding, norm_hidden, norm;   // [H, 2H], [H] x3 (zero-centred)
+        LayerViews layer;                               // full attention + the family's MLP
+    };
+    std::optional<Mtp> mtp;
     kern::NormKind norm = kern::NormKind::ZeroCentered;  // Plain when the weights hold 1 + w (GGUF)
     std::vector<TensorBuffer> owned;                      // tensors computed at bind time (A from A_log)
     uint64_t active_bytes = 0;  // weight bytes read per decoded token
@@ -146,6 +152,71 @@ void check_supported(const Qwen3NextConfig& c) {
 
 }  // namespace
 
+namespace {
+std::string layer_name(int l) { return l < 0 ? std::string("mtp.layers.0") : std::to_string(l); }
+}  // namespace
+
+// One decoder layer's weights as kernel views (`l` < 0: the MTP layer); `bytes` = the weight bytes one decoded
+// token reads in it.
+LayerViews Qwen3NextModel::bind_layer(const LayerWeights& lw, int l, Bound& b, uint64_t& bytes) const {
+    LayerViews v;
+    v.type = lw.type;
+    v.input_norm = to_kern(lw.input_layernorm, &b.owned);
+    v.post_norm = to_kern(lw.post_attention_layernorm, &b.owned);
+    bytes = v.input_norm.nbytes() + v.post_norm.nbytes();
+    if (lw.type == LayerType::LinearAttention) {
+        if (!lw.gdn) throw std::runtime_error("model: layer " + layer_name(l) + " has no GDN weights");
+        const GdnWeights& g = *lw.gdn;
+        v.qkvz = to_kern(g.in_proj_qkvz, &b.owned), v.ba = to_kern(g.in_proj_ba, &b.owned), v.conv_w = to_kern(g.conv1d, &b.owned);
+        v.qkv = to_kern(g.in_proj_qkv, &b.owned), v.z = to_kern(g.in_proj_z, &b.owned);
+        if (v.qkvz.empty() == (v.qkv.empty() || v.z.empty()))
+            throw std::runtime_error("model: layer " + layer_name(l) +
+                                     " needs either in_proj_qkvz or both in_proj_qkv and in_proj_z");
+        v.b = to_kern(g.in_proj_b, &b.owned), v.a = to_kern(g.in_proj_a, &b.owned);
+        if (v.ba.empty() == (v.b.empty() || v.a.empty()))
+            throw std::runtime_error("model: layer " + layer_name(l) +
+                                     " needs either in_proj_ba or both in_proj_b and in_proj_a");
+        v.dt_bias = to_kern(g.dt_bias, &b.owned), v.gated_norm = to_kern(g.norm, &b.owned);
+        v.out_proj = to_kern(g.out_proj, &b.owned);
+        if (g.A.data != nullptr) {
+            v.A = to_kern(g.A, &b.owned);
+        } else {  // A = -exp(A_log) in f32, as HF's -self.A_log.float().exp()
+            const Tensor A_log = to_kern(g.A_log, &b.owned);
+            TensorBuffer A = f32_buffer({A_log.numel()});
+            kern::copy(A_log, A);
+            for (int64_t h = 0; h < A_log.numel(); ++h) A.f32()[h] = -std::exp(A.f32()[h]);
+            v.A = A.t();
+            b.owned.push_back(std::move(A));
+        }
+        for (const Tensor* t : {&v.qkvz, &v.qkv, &v.z, &v.ba, &v.b, &v.a, &v.conv_w, &v.A, &v.dt_bias,
+                                &v.gated_norm, &v.out_proj})
+            if (!t->empty()) bytes += t->nbytes();
+    } else {
+        if (!lw.attn) throw std::runtime_error("model: layer " + layer_name(l) + " has no attention weights");
+        const AttnWeights& a = *lw.attn;
+        v.q_proj = to_kern(a.q_proj, &b.owned), v.k_proj = to_kern(a.k_proj, &b.owned), v.v_proj = to_kern(a.v_proj, &b.owned);
+        v.o_proj = to_kern(a.o_proj, &b.owned), v.q_norm = to_kern(a.q_norm, &b.owned), v.k_norm = to_kern(a.k_norm, &b.owned);
+        for (const Tensor* t : {&v.q_proj, &v.k_proj, &v.v_proj, &v.o_proj, &v.q_norm, &v.k_norm})
+            bytes += t->nbytes();
+    }
+    if (lw.moe) {
+        const MoeWeights& m = *lw.moe;
+        v.moe = true;
+        v.router = to_kern(m.router, &b.owned);
+        v.shared_gate = to_kern(m.shared_expert_gate, &b.owned);
+        v.shared = to_kern(m.shared_expert, &b.owned);
+        for (const FfnWeights& e : m.experts) v.experts.push_back(to_kern(e, &b.owned));
+        bytes += v.router.nbytes() + v.shared_gate.nbytes() + ffn_bytes(v.shared);
+        if (!v.experts.empty()) bytes += config_.num_experts_per_tok * ffn_bytes(v.experts[0]);
+    } else if (lw.dense_mlp) {
+        v.dense = to_kern(*lw.dense_mlp, &b.owned);
+        bytes += ffn_bytes(v.dense);
+    } else {
+        throw std::runtime_error("model: layer " + layer_name(l) + " has no MLP weights");
+    }
+    return v;
+}
+
 Qwen3NextModel::Qwen3NextModel(const ModelFolder& folder) : Qwen3NextModel(folder.config, folder.weights) {}
 
 Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWeights& w) : config_(config) {
@@ -163,64 +234,27 @@ Qwen3NextModel::Qwen3NextModel(const Qwen3NextConfig& config, const Qwen3NextWei
     const uint64_t row_bytes = b->embed.nbytes() / static_cast<uint64_t>(config_.vocab_size);
     b->active_bytes = row_bytes + b->final_norm.nbytes() + b->lm_head.nbytes();
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-        const LayerWeights& lw = w.layers[l];
-        LayerViews v;
-        v.type = lw.type;
-        v.input_norm = to_kern(lw.input_layernorm, &b->owned);
-        v.post_norm = to_kern(lw.post_attention_layernorm, &b->owned);
-        uint64_t bytes = v.input_norm.nbytes() + v.post_norm.nbytes();
-        if (lw.type == LayerType::LinearAttention) {
-            if (!lw.gdn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no GDN weights");
-            const GdnWeights& g = *lw.gdn;
-            v.qkvz = to_kern(g.in_proj_qkvz, &b->owned), v.ba = to_kern(g.in_proj_ba, &b->owned), v.conv_w = to_kern(g.conv1d, &b->owned);
-            v.qkv = to_kern(g.in_proj_qkv, &b->owned), v.z = to_kern(g.in_proj_z, &b->owned);
-            if (v.qkvz.empty() == (v.qkv.empty() || v.z.empty()))
-                throw std::runtime_error("model: layer " + std::to_string(l) +
-                                         " needs either in_proj_qkvz or both in_proj_qkv and in_proj_z");
-            v.b = to_kern(g.in_proj_b, &b->owned), v.a = to_kern(g.in_proj_a, &b->owned);
-            if (v.ba.empty() == (v.b.empty() || v.a.empty()))
-                throw std::runtime_error("model: layer " + std::to_string(l) +
-                                         " needs either in_proj_ba or both in_proj_b and in_proj_a");
-            v.dt_bias = to_kern(g.dt_bias, &b->owned), v.gated_norm = to_kern(g.norm, &b->owned);
-            v.out_proj = to_kern(g.out_proj, &b->owned);
-            if (g.A.data != nullptr) {
-                v.A = to_kern(g.A, &b->owned);
-            } else {  // A = -exp(A_log) in f32, as HF's -self.A_log.float().exp()
-                const Tensor A_log = to_kern(g.A_log, &b->owned);
-                TensorBuffer A = f32_buffer({A_log.numel()});
-                kern::copy(A_log, A);
-                for (int64_t h = 0; h < A_log.numel(); ++h) A.f32()[h] = -std::exp(A.f32()[h]);
-                v.A = A.t();
-                b->owned.push_back(std::move(A));
-            }
-            for (const Tensor* t : {&v.qkvz, &v.qkv, &v.z, &v.ba, &v.b, &v.a, &v.conv_w, &v.A, &v.dt_bias,
-                                    &v.gated_norm, &v.out_proj})
-                if (!t->empty()) bytes += t->nbytes();
-        } else {
-            if (!lw.attn) throw std::runtime_error("model: layer " + std::to_string(l) + " has no attention weights");
-            const AttnWeights& a = *lw.attn;
-            v.q_proj = to_kern(a.q_proj, &b->owned), v.k_proj = to_kern(a.k_proj, &b->owned), v.v_proj = to_kern(a.v_proj, &b->owned);
-            v.o_proj = to_kern(a.o_proj, &b->owned), v.q_norm = to_kern(a.q_norm, &b->owned), v.k_norm = to_kern(a.k_norm, &b->owned);
-            for (const Tensor* t : {&v.q_proj, &v.k_proj, &v.v_proj, &v.o_proj, &v.q_norm, &v.k_norm})
-                bytes += t->nbytes();
-        }
-        if (lw.moe) {
-            const MoeWeights& m = *lw.moe;
-            v.moe = true;
-            v.router = to_kern(m.router, &b->owned);
-            v.shared_gate = to_kern(m.shared_expert_gate, &b->owned);
-            v.shared = to_kern(m.shared_expert, &b->owned);
-            for (const FfnWeights& e : m.experts) v.experts.push_back(to_kern(e, &b->owned));
-            bytes += v.router.nbytes() + v.shared_gate.nbytes() + ffn_bytes(v.shared);
-            if (!v.experts.empty()) bytes += config_.num_experts_per_tok * ffn_bytes(v.experts[0]);
-        } else if (lw.dense_mlp) {
-            v.dense = to_kern(*lw.dense_mlp, &b->owned);
-            bytes += ffn_bytes(v.dense);
-        } else {
-            throw std::runtime_error("model: layer " + std::to_string(l) + " has no MLP weights");
-        }
+        uint64_t bytes = 0;
+        b->layers.push_back(bind_layer(w.layers[l], static_cast<int>(l), *b, bytes));
         b->active_bytes += bytes;
-        b->layers.push_back(std::move(v));
+    }
+    if (w.mtp && !w.mtp->layers.empty()) {
+        // The MTP head (spec section 6): the first of its layers is the one the engine runs (vLLM uses
+        // layers[step % n], n = 1 in every released checkpoint).
+        const MtpWeights& m = *w.mtp;
+        Bound::Mtp mt;
+        mt.fc = to_kern(m.fc, &b->owned);
+        mt.norm_embedding = to_kern(m.pre_fc_norm_embedding, &b->owned);
+        mt.norm_hidden = to_kern(m.pre_fc_norm_hidden, &b->owned);
+        mt.norm = to_kern(m.norm, &b->owned);
+        uint64_t bytes = 0;
+        mt.layer = bind_layer(m.layers[0], -1, *b, bytes);
+        b->mtp = std::move(mt);
+        mtp_config_ = std::make_shared<Qwen3NextConfig>(config_);
+        auto& mc = const_cast<Qwen3NextConfig&>(*mtp_config_);
+        mc.num_hidden_layers = 1;
+        mc.layer_types = {LayerType::FullAttention};
+        mc.mtp_num_hidden_layers = 0;
     }
     b_ = std::move(b);
 }
@@ -267,7 +301,8 @@ uint64_t forward_scratch_bytes(const Qwen3NextConfig& c, int64_t t) {
 
 // ---- the layer loop ----------------------------------------------------------------------------
 
-Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> tokens, LogitsRows rows) const {
+Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> tokens, LogitsRows rows,
+                               std::vector<float>* hidden_out) const {
     const int64_t T = static_cast<int64_t>(tokens.size());
     if (&st.config() != &config_)
         throw std::runtime_error("forward: the sequence state was made for a different model config");
@@ -290,17 +325,79 @@ Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> token
     out.vocab = config_.vocab_size;
     out.rows = rows == LogitsRows::All ? T : 1;
     out.data.resize(static_cast<size_t>(out.rows * out.vocab));
+    const int64_t H = config_.hidden_size;
+    if (hidden_out) hidden_out->assign(static_cast<size_t>(out.rows * H), 0.0f);
     for (int64_t start = 0; start < T; start += kForwardPieceTokens) {
         const int64_t n = std::min(kForwardPieceTokens, T - start);
         const bool last = start + n == T;
         float* dst = rows == LogitsRows::All ? out.data.data() + start * out.vocab : (last ? out.data.data() : nullptr);
-        run_piece(st, tokens.subspan(start, n), rows, dst);
+        float* hid = !hidden_out || !dst ? nullptr
+                     : rows == LogitsRows::All ? hidden_out->data() + start * H : hidden_out->data();
+        run_piece(st, tokens.subspan(start, n), rows, dst, hid);
     }
     return out;
 }
 
+bool Qwen3NextModel::has_mtp() const { return b_->mtp.has_value(); }
+
+SequenceState Qwen3NextModel::new_mtp_state(int64_t max_tokens) const {
+    if (!has_mtp()) throw std::runtime_error("mtp: this model has no MTP head (no mtp.* tensors)");
+    return SequenceState(*mtp_config_, max_tokens);
+}
+
+// The MTP head (spec 6.2): x = fc([norm_e(embed(next)) | norm_h(hidden)]), one full-attention decoder layer over
+// its own KV cache at the positions of `hidden`, then mtp.norm; logits through the shared lm_head.
+Logits Qwen3NextModel::mtp_forward(SequenceState& mst, std::span<const float> hidden, std::span<const int32_t> next_ids,
+                                   LogitsRows rows, std::vector<float>* hidden_out) const {
+    if (!has_mtp()) throw std::runtime_error("mtp: this model has no MTP head (no mtp.* tensors)");
+    if (&mst.config() != mtp_config_.get())
+        throw std::runtime_error("mtp: the state was not made by new_mtp_state() of this model");
+    const int64_t T = static_cast<int64_t>(next_ids.size()), H = config_.hidden_size;
+    if (T == 0) throw std::runtime_error("mtp: no tokens given");
+    if (static_cast<int64_t>(hidden.size()) != T * H)
+        throw std::runtime_error("mtp: " + std::to_string(hidden.size()) + " hidden values for " + std::to_string(T) +
+                                 " tokens of width " + std::to_string(H));
+    for (int64_t i = 0; i < T; ++i)
+        if (next_ids[i] < 0 || next_ids[i] >= config_.vocab_size)
+            throw std::runtime_error("mtp: token id " + std::to_string(next_ids[i]) + " is outside the vocabulary");
+    if (mst.n_tokens() + T > mst.capacity() || mst.n_tokens() + T > config_.max_position_embeddings)
+        throw std::runtime_error("mtp: context of " + std::to_string(mst.n_tokens() + T) + " tokens exceeds the " +
+                                 std::to_string(mst.capacity()) + " reserved");
+    const auto& M = *b_->mtp;
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+    const int64_t n_rows = rows == LogitsRows::All ? T : 1;
+    Scratch s(config_, T, n_rows);
+    std::vector<int64_t> positions(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = mst.n_tokens() + t;
+    TensorBuffer cat = f32_buffer({T, 2 * H});                            // [e | hh]
+    kern::embed_rows(b_->embed, next_ids, s.x);                            // embed(next) [T, H]
+    kern::rms_norm(s.x, M.norm_embedding, eps, b_->norm, s.h);
+    kern::copy(s.h, cat.t().slice(1, 0, H));                               // embedding first (spec 6.2)
+    const Tensor hid = Tensor::view(const_cast<float*>(hidden.data()), DType::F32, {T, H});
+    kern::rms_norm(hid, M.norm_hidden, eps, b_->norm, s.h);
+    kern::copy(s.h, cat.t().slice(1, H, H));                               // then the hidden state
+    kern::matmul(cat, M.fc, s.x);                                          // x [T, H]
+    trace("mtp.fc", -1, s.x);
+    mst.begin_append(T);
+    kern::rms_norm(s.x, M.layer.input_norm, eps, b_->norm, s.h);
+    attention_mixer(M.layer, 0, mst, s, positions);                        // x += attn(h)
+    kern::rms_norm(s.x, M.layer.post_norm, eps, b_->norm, s.h);
+    ffn(M.layer, 0, s);                                                    // x += mlp(h)
+    mst.end_append(T);
+    const Tensor x_rows = n_rows == T ? s.x.t() : s.x.t().slice(0, T - 1, 1);
+    kern::rms_norm(x_rows, M.norm, eps, b_->norm, s.fnorm);                // [rows, H]
+    trace("mtp.norm", -1, s.fnorm);
+    if (hidden_out) hidden_out->assign(s.fnorm.f32(), s.fnorm.f32() + n_rows * H);
+    Logits out;
+    out.vocab = config_.vocab_size;
+    out.rows = n_rows;
+    out.data.resize(static_cast<size_t>(n_rows * out.vocab));
+    kern::matmul(s.fnorm, b_->lm_head, Tensor::view(out.data.data(), DType::F32, {n_rows, config_.vocab_size}));
+    return out;
+}
+
 void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows,
-                               float* logits) const {
+                               float* logits, float* hidden_out) const {
     const int64_t T = static_cast<int64_t>(ids.size());
     const int64_t n_past = st.n_tokens();
     const float eps = static_cast<float>(config_.rms_norm_eps);
@@ -317,13 +414,13 @@ void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, 
         kern::rms_norm(s.x, L.input_norm, eps, b_->norm, s.h);                      // h [T, H]
         trace("input_norm", l, s.h);
         if (L.type == LayerType::FullAttention)
-            attention_mixer(l, st, s, positions);                   // x += attn(h)
+            attention_mixer(L, l, st, s, positions);                // x += attn(h)
         else
             gdn_mixer(l, st, s);                                     // x += gdn(h)
         trace("mixer_residual", l, s.x);
         kern::rms_norm(s.x, L.post_norm, eps, b_->norm, s.h);                       // h [T, H]
         trace("post_norm", l, s.h);
-        ffn(l, s);                                                   // x += moe(h)
+        ffn(L, l, s);                                                // x += moe(h)
         trace("hidden", l, s.x);
     }
     st.end_append(T);
@@ -332,6 +429,7 @@ void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, 
     const Tensor x_rows = n_rows == T ? s.x.t() : s.x.t().slice(0, T - 1, 1);  // [rows, H]
     kern::rms_norm(x_rows, b_->final_norm, eps, b_->norm, s.fnorm);
     trace("final_norm", -1, s.fnorm);
+    if (hidden_out) std::memcpy(hidden_out, s.fnorm.f32(), sizeof(float) * static_cast<size_t>(n_rows * config_.hidden_size));
     const Tensor out = Tensor::view(logits, DType::F32, {n_rows, config_.vocab_size});  // [rows, V]
     kern::matmul(s.fnorm, b_->lm_head, out);
     trace("logits", -1, out);
@@ -401,9 +499,8 @@ void Qwen3NextModel::gdn_mixer(int l, SequenceState& st, Scratch& s) const {
 
 // Gated full attention (spec section 4): per-head interleaved [query | gate], q/k zero-centred norms,
 // partial NeoX RoPE, causal GQA over the KV cache, output * sigmoid(gate), o_proj.
-void Qwen3NextModel::attention_mixer(int l, SequenceState& st, Scratch& s,
+void Qwen3NextModel::attention_mixer(const LayerViews& L, int l, SequenceState& st, Scratch& s,
                                      std::span<const int64_t> positions) const {
-    const LayerViews& L = b_->layers[l];
     const int64_t T = s.T, nh = config_.num_attention_heads, nkv = config_.num_key_value_heads;
     const int64_t D = config_.head_dim, n_past = positions[0];
     const float eps = static_cast<float>(config_.rms_norm_eps);
@@ -432,8 +529,7 @@ void Qwen3NextModel::attention_mixer(int l, SequenceState& st, Scratch& s,
 
 // Sparse MoE (spec section 5): softmax router, top-k (renormalised when norm_topk_prob), routed
 // SwiGLU experts + sigmoid-gated shared expert. Dense SwiGLU for mlp_only / non-sparse layers.
-void Qwen3NextModel::ffn(int l, Scratch& s) const {
-    const LayerViews& L = b_->layers[l];
+void Qwen3NextModel::ffn(const LayerViews& L, int l, Scratch& s) const {
     if (!L.moe) {
         kern::ffn_swiglu(s.h, L.dense, s.x, /*accumulate=*/true);
         return;

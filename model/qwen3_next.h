@@ -22,6 +22,8 @@ namespace qnext {
 
 struct ModelFolder;
 struct Qwen3NextWeights;
+struct LayerWeights;
+struct LayerViews;
 
 // Logits rows returned by forward(): row-major f32 [rows, vocab].
 struct Logits {
@@ -58,8 +60,20 @@ public:
     // Feeds `tokens` after the state's current position and returns logits for the last token or all
     // of them. Throws (leaving `state` untouched) for an empty input, an id outside [0, vocab), or a
     // context beyond the state's capacity / max_position_embeddings.
+    // `hidden_out` (optional): the final-norm hidden states of the returned rows, [rows, H] (the MTP head's input).
     Logits forward(SequenceState& state, std::span<const int32_t> tokens,
-                   LogitsRows rows = LogitsRows::Last) const;
+                   LogitsRows rows = LogitsRows::Last, std::vector<float>* hidden_out = nullptr) const;
+
+    // ---- the MTP head (architecture spec section 6) ----
+    bool has_mtp() const;
+    // A state for the MTP head's own KV cache (one full-attention layer).
+    SequenceState new_mtp_state(int64_t max_tokens) const;
+    // For T consecutive positions p.. (p = mtp_state.n_tokens()): `hidden` [T, H] are the main model's final-norm
+    // hidden states at those positions (or, chained, the MTP's own output), `next_ids` the tokens at p+1..; the
+    // logits predict the tokens at p+2... `hidden_out`: the MTP's post-norm hidden states [rows, H] (the next
+    // chained step's input). Advances mtp_state by T. Throws when the model has no MTP head.
+    Logits mtp_forward(SequenceState& mtp_state, std::span<const float> hidden, std::span<const int32_t> next_ids,
+                       LogitsRows rows = LogitsRows::Last, std::vector<float>* hidden_out = nullptr) const;
 
     void set_trace(TraceHook hook) { trace_ = std::move(hook); }
     void set_gdn_mode(GdnMode m) { gdn_mode_ = m; }
@@ -71,15 +85,20 @@ public:
 private:
     struct Bound;    // the weights as kernel tensor views, per layer (qwen3_next.cpp)
     struct Scratch;  // activations of one forward piece
-    void run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows, float* logits) const;
+    void run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows, float* logits,
+                   float* hidden_out) const;
+    LayerViews bind_layer(const LayerWeights& lw, int layer, Bound& b, uint64_t& bytes) const;
     void gdn_mixer(int layer, SequenceState& st, Scratch& s) const;
-    void attention_mixer(int layer, SequenceState& st, Scratch& s, std::span<const int64_t> positions) const;
-    void ffn(int layer, Scratch& s) const;
+    // `layer`: the state's layer index and the trace label; the weights are L's (a main layer or the MTP's).
+    void attention_mixer(const LayerViews& L, int layer, SequenceState& st, Scratch& s,
+                         std::span<const int64_t> positions) const;
+    void ffn(const LayerViews& L, int layer, Scratch& s) const;
     void trace(std::string_view name, int layer, const kern::Tensor& t) const {
         if (trace_) trace_(name, layer, t);
     }
 
     const Qwen3NextConfig& config_;
+    std::shared_ptr<const Qwen3NextConfig> mtp_config_;   // one full-attention layer (the MTP state's layout)
     std::shared_ptr<const Bound> b_;
     TraceHook trace_;
     GdnMode gdn_mode_ = GdnMode::Auto;

@@ -60,6 +60,52 @@ TEST_P(DemoModel, LogitsMatchHFOnHeldOutTranscript) {
     std::printf("%s: %zu tokens, %zu positions, worst rel-L2 %.2e\n", GetParam().c_str(), ids.size(), pos.size(), worst);
 }
 
+// The MTP head (spec section 6) against the demo model's own PyTorch MTP (tests/reference/demo_model): over the
+// whole transcript, input hidden(p) after model.norm and token p+1, logits predicting token p+2, at every kept
+// position with p+1 < T. The MTP runs position by position (decode-like) and as one chunk: the same logits.
+TEST_P(DemoModel, MtpLogitsMatchPyTorchReference) {
+    DemoGolden& g = golden();
+    const auto& m = g.meta.at(GetParam());
+    const auto ids = m.at("ids").get<std::vector<int32_t>>();
+    const auto pos = m.at("positions").get<std::vector<int64_t>>();
+    Qwen3NextModel model(g.folder);
+    ASSERT_TRUE(model.has_mtp());
+    const int64_t T = static_cast<int64_t>(ids.size()), H = model.config().hidden_size;
+    SequenceState st = model.new_state(T);
+    std::vector<float> hidden;
+    model.forward(st, ids, LogitsRows::All, &hidden);
+    ASSERT_EQ(hidden.size(), static_cast<size_t>(T * H));
+    SequenceState mst = model.new_mtp_state(T);
+    Logits chunk = model.mtp_forward(mst, std::span<const float>(hidden.data(), static_cast<size_t>((T - 1) * H)),
+                                     std::span<const int32_t>(ids).subspan(1), LogitsRows::All);
+    EXPECT_EQ(mst.n_tokens(), T - 1);
+    const TensorView& want = g.store.at(GetParam() + ".mtp_logits");
+    const int64_t v = want.dim(1);
+    const auto w = want.as<float>();
+    double worst = 0;
+    size_t checked = 0;
+    for (size_t i = 0; i < pos.size(); ++i) {
+        if (pos[i] + 1 >= T) continue;
+        const auto got = chunk.row(pos[i]).subspan(0, static_cast<size_t>(v));
+        const double e = test::rel_l2(got, std::span<const float>(w.data() + i * static_cast<size_t>(v), static_cast<size_t>(v)));
+        worst = std::max(worst, e);
+        EXPECT_LE(e, 1e-4) << GetParam() << " position " << pos[i];
+        ++checked;
+    }
+    EXPECT_GE(checked, 10u);
+    // decode-like: one position at a time over a fresh MTP state, the last 24 positions compared with the chunk
+    SequenceState one = model.new_mtp_state(T);
+    double worst_step = 0;
+    for (int64_t p = 0; p < T - 1; ++p) {
+        Logits l = model.mtp_forward(one, std::span<const float>(hidden.data() + p * H, static_cast<size_t>(H)),
+                                     std::span<const int32_t>(ids).subspan(static_cast<size_t>(p + 1), 1));
+        if (p >= T - 25) worst_step = std::max(worst_step, test::rel_l2(l.last(), chunk.row(p)));
+    }
+    EXPECT_LE(worst_step, 1e-5);
+    std::printf("%s mtp: %zu positions, worst rel-L2 %.2e vs PyTorch; step-by-step vs chunk %.2e\n", GetParam().c_str(),
+                checked, worst, worst_step);
+}
+
 TEST_P(DemoModel, GreedyTokenIdenticalToHFGenerate) {
     DemoGolden& g = golden();
     const auto& m = g.meta.at(GetParam());

@@ -338,6 +338,33 @@ Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> token
     return out;
 }
 
+Logits Qwen3NextModel::forward_hidden(SequenceState& st, std::span<const int32_t> tokens,
+                                      std::vector<float>& hidden_all) const {
+    const int64_t T = static_cast<int64_t>(tokens.size()), H = config_.hidden_size;
+    hidden_all.assign(static_cast<size_t>(T * H), 0.0f);
+    // The checks of forward(); then piece by piece with every row's hidden state kept.
+    if (T == 0) throw std::runtime_error("forward: no tokens given");
+    Logits out;
+    out.vocab = config_.vocab_size;
+    out.rows = 1;
+    out.data.resize(static_cast<size_t>(out.vocab));
+    if (&st.config() != &config_)
+        throw std::runtime_error("forward: the sequence state was made for a different model config");
+    for (int64_t i = 0; i < T; ++i)
+        if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
+            throw std::runtime_error("forward: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    if (st.n_tokens() + T > st.capacity() || st.n_tokens() + T > config_.max_position_embeddings)
+        throw std::runtime_error("forward: context of " + std::to_string(st.n_tokens() + T) + " tokens exceeds the " +
+                                 std::to_string(st.capacity()) + " tokens reserved for this sequence");
+    for (int64_t start = 0; start < T; start += kForwardPieceTokens) {
+        const int64_t n = std::min(kForwardPieceTokens, T - start);
+        const bool last = start + n == T;
+        run_piece(st, tokens.subspan(start, n), LogitsRows::Last, last ? out.data.data() : nullptr,
+                  hidden_all.data() + start * H, /*hidden_all=*/true);
+    }
+    return out;
+}
+
 bool Qwen3NextModel::has_mtp() const { return b_->mtp.has_value(); }
 
 SequenceState Qwen3NextModel::new_mtp_state(int64_t max_tokens) const {
@@ -397,7 +424,7 @@ Logits Qwen3NextModel::mtp_forward(SequenceState& mst, std::span<const float> hi
 }
 
 void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows,
-                               float* logits, float* hidden_out) const {
+                               float* logits, float* hidden_out, bool hidden_all) const {
     const int64_t T = static_cast<int64_t>(ids.size());
     const int64_t n_past = st.n_tokens();
     const float eps = static_cast<float>(config_.rms_norm_eps);
@@ -424,6 +451,12 @@ void Qwen3NextModel::run_piece(SequenceState& st, std::span<const int32_t> ids, 
         trace("hidden", l, s.x);
     }
     st.end_append(T);
+    if (hidden_all && hidden_out) {   // every row's final-norm hidden state (the logits below stay per `rows`)
+        TensorBuffer all = f32_buffer({T, config_.hidden_size});
+        kern::rms_norm(s.x, b_->final_norm, eps, b_->norm, all);
+        std::memcpy(hidden_out, all.f32(), sizeof(float) * static_cast<size_t>(T * config_.hidden_size));
+        hidden_out = nullptr;
+    }
     if (n_rows == 0) return;
 
     const Tensor x_rows = n_rows == T ? s.x.t() : s.x.t().slice(0, T - 1, 1);  // [rows, H]

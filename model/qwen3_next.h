@@ -64,6 +64,10 @@ public:
     Logits forward(SequenceState& state, std::span<const int32_t> tokens,
                    LogitsRows rows = LogitsRows::Last, std::vector<float>* hidden_out = nullptr) const;
 
+    // Logits of the last token only, and the final-norm hidden states of ALL T tokens into `hidden_all` [T, H]
+    // (what the MTP head needs after a prefill, without T rows of logits).
+    Logits forward_hidden(SequenceState& state, std::span<const int32_t> tokens, std::vector<float>& hidden_all) const;
+
     // ---- the MTP head (architecture spec section 6) ----
     bool has_mtp() const;
     // A state for the MTP head's own KV cache (one full-attention layer).
@@ -85,8 +89,9 @@ public:
 private:
     struct Bound;    // the weights as kernel tensor views, per layer (qwen3_next.cpp)
     struct Scratch;  // activations of one forward piece
+    // hidden_out: final-norm hidden of the logits rows, or of all T rows when hidden_all
     void run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows, float* logits,
-                   float* hidden_out) const;
+                   float* hidden_out, bool hidden_all = false) const;
     LayerViews bind_layer(const LayerWeights& lw, int layer, Bound& b, uint64_t& bytes) const;
     void gdn_mixer(int layer, SequenceState& st, Scratch& s) const;
     // `layer`: the state's layer index and the trace label; the weights are L's (a main layer or the MTP's).

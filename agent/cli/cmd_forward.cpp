@@ -32,6 +32,7 @@
 #include "model/model_folder.h"
 #include "model/qwen3_next.h"
 #include "model/sampler.h"
+#include "model/speculative.h"
 #include "model/tokenizer.h"
 
 namespace qnext::cli {
@@ -131,6 +132,7 @@ struct GenerateArgs {
     std::string json_schema, tools, tool_choice = "auto";
     int64_t max_tokens = 128;
     bool chat = false, ignore_eos = false, no_parallel_tool_calls = false;
+    int speculative = 0;
     SamplerParams sampling;
 };
 
@@ -194,6 +196,52 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
     }
 
     using Clock = std::chrono::steady_clock;
+    if (a.speculative > 0) {   // greedy decoding with MTP drafts (model/speculative.h)
+        const SamplerParams& sp = a.sampling;
+        if (sp.temperature != 0.0f || sp.presence_penalty != 0.0f || sp.repetition_penalty != 1.0f)
+            throw std::runtime_error("generate: --speculative decodes greedily for now (temperature 0, no penalties)");
+        SequenceState mst = model.new_mtp_state(ctx_len);
+        GreedyOptions go;
+        go.max_new_tokens = a.max_tokens;
+        go.speculative = a.speculative;
+        if (!a.ignore_eos) go.stop_ids = eos;
+        if (matcher)
+            go.fill_mask = [&](uint32_t* w, size_t n) {
+                matcher->fill_next_token_bitmask(w, n);
+                return true;
+            };
+        int64_t shown = 0;
+        go.on_token = [&](int32_t id) {
+            if (matcher && !matcher->accept_token(id))
+                throw std::runtime_error("generate: token " + std::to_string(id) + " rejected by the grammar");
+            const bool stop = (matcher && matcher->is_terminated()) ||
+                              (!a.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end());
+            if (!stop) {
+                if (stream) std::cout << stream->push(id) << std::flush;
+                else std::cout << (shown ? " " : "") << id << std::flush;
+                ++shown;
+            }
+            return !stop;
+        };
+        const auto t0 = Clock::now();
+        GreedyGeneration g = greedy_generate(model, st, &mst, prompt, go);
+        const auto t1 = Clock::now();
+        if (stream) std::cout << stream->finish();
+        std::cout << "\n" << std::flush;
+        if (!ctx.quiet) {
+            const auto& sst = g.stats;
+            std::string depths;
+            for (size_t j = 0; j < sst.drafted_at_depth.size(); ++j)
+                depths += (j ? " " : "") + std::to_string(sst.accepted_at_depth[j]) + "/" + std::to_string(sst.drafted_at_depth[j]);
+            const double sec = std::chrono::duration<double>(t1 - t0).count();
+            std::fprintf(stderr, "[%zu prompt tokens + %zu generated in %.2f s (%.1f tok/s incl. prefill); speculative k=%d: "
+                                 "%lld verify steps, accepted %lld of %lld drafts (per depth %s), %lld tokens recomputed]\n",
+                         prompt.size(), g.tokens.size(), sec, g.tokens.size() / std::max(sec, 1e-9), a.speculative,
+                         static_cast<long long>(sst.verify_steps), static_cast<long long>(sst.accepted),
+                         static_cast<long long>(sst.drafted), depths.c_str(), static_cast<long long>(sst.recomputed_tokens));
+        }
+        return;
+    }
     const auto t0 = Clock::now();
     Logits logits = model.forward(st, prompt);
     const auto t1 = Clock::now();
@@ -327,6 +375,9 @@ void add_forward_commands(Context& ctx) {
     gen->add_option("--repetition-penalty", ga->sampling.repetition_penalty)->capture_default_str();
     gen->add_option("--seed", ga->sampling.seed)->capture_default_str();
     gen->add_flag("--chat", ga->chat, "wrap the prompt as one user turn with the model's chat template");
+    gen->add_option("--speculative", ga->speculative,
+                    "MTP self-speculative decoding: draft K tokens per step (1..8; greedy only; needs an MTP head)")
+        ->check(CLI::Range(0, 8));
     gen->add_option("--template", ga->templ, "chat template override: instruct | thinking | hybrid | qwen35");
     gen->add_flag("--ignore-eos", ga->ignore_eos, "do not stop at end-of-sequence tokens");
     gen->add_option("--json-schema", ga->json_schema, "constrain the output to JSON matching this schema file");

@@ -33,6 +33,7 @@
 #include "model/qwen3_next.h"
 #include "model/sampler.h"
 #include "model/speculative.h"
+#include "model/chat_template.h"
 #include "model/tokenizer.h"
 
 namespace qnext::cli {
@@ -352,7 +353,145 @@ void run_bench(const BenchArgs& a, const Context& ctx) {
 
 }  // namespace
 
+
+// ---- bench speculative ---------------------------------------------------------------------------
+
+struct SpecBenchArgs {
+    std::string model, prompt = "Write a Python function that returns the n-th Fibonacci number, and test it.";
+    int64_t tokens = 256;
+    int max_k = 4, runs = 3, threads = 0;
+    bool costs = false;
+    int64_t context = 512;
+};
+
+// --costs: what one speculative step costs relative to one plain decode step at a given context, from timed
+// forwards (works on random-weight models): verify of k+1 tokens (recurrent GDN, as speculation runs it), one
+// MTP draft, one plain decode step. With acceptance rates a_j per depth the expected speed-up of a step is
+// (1 + a_1 + a_1 a_2 + ...) / cost ratio.
+void run_bench_speculative_costs(const SpecBenchArgs& a) {
+    if (a.threads > 0) kern::set_num_threads(a.threads);
+    ModelFolder folder = load_model_folder(resolve_model_dir(a.model), false);
+    Qwen3NextModel model(folder);
+    if (!model.has_mtp()) throw std::runtime_error("bench speculative: the model has no MTP head (no mtp.* tensors)");
+    Qwen3NextModel rec = model;
+    rec.set_gdn_mode(GdnMode::Recurrent);
+    const int64_t H = model.config().hidden_size, ctx = a.context;
+    std::vector<int32_t> prompt(static_cast<size_t>(ctx));
+    for (int64_t i = 0; i < ctx; ++i) prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919) % model.vocab_size());
+    using Clock = std::chrono::steady_clock;
+    auto best_of = [&](const std::function<void()>& f) {
+        double best = 1e30;
+        for (int r = 0; r < std::max(a.runs, 3); ++r) {
+            const auto t0 = Clock::now();
+            f();
+            best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        return best;
+    };
+    SequenceState st = model.new_state(ctx + 16);
+    model.forward(st, prompt);
+    const auto snap = st.snapshot();
+    const int32_t t = 11;
+    const double plain = best_of([&] {
+        st.restore(snap);
+        model.forward(st, std::span<const int32_t>(&t, 1));
+    });
+    SequenceState mst = model.new_mtp_state(ctx + 16);
+    std::vector<float> h(static_cast<size_t>(H), 0.1f);
+    const double draft = best_of([&] {
+        mst.truncate(0);
+        model.mtp_forward(mst, h, std::span<const int32_t>(&t, 1));
+    });
+    std::printf("costs at context %lld: plain decode step %.2f ms, one MTP draft %.2f ms (%.2fx a step)\n",
+                static_cast<long long>(ctx), plain * 1e3, draft * 1e3, draft / plain);
+    for (int k = 1; k <= a.max_k; ++k) {
+        std::vector<int32_t> chunk(static_cast<size_t>(k) + 1, t);
+        const double verify = best_of([&] {
+            st.restore(snap);
+            rec.forward(st, chunk, LogitsRows::All);
+        });
+        std::printf("  k=%d  verify %d tokens %.2f ms (%.2fx a step); step = verify + %d drafts = %.2fx a plain step, "
+                    "break-even at %.2f tokens per step\n",
+                    k, k + 1, verify * 1e3, verify / plain, k, (verify + k * draft) / plain, (verify + k * draft) / plain);
+    }
+}
+
+// Plain greedy decoding vs MTP speculation (k = 1..max_k) on the same prompt in one run: generation time
+// (prefill measured separately and subtracted), tokens/s, acceptance per depth, the best k.
+void run_bench_speculative(const SpecBenchArgs& a) {
+    if (a.threads > 0) kern::set_num_threads(a.threads);
+    ModelFolder folder = load_model_folder(resolve_model_dir(a.model), false);
+    Qwen3NextModel model(folder);
+    if (!model.has_mtp()) throw std::runtime_error("bench speculative: the model has no MTP head (no mtp.* tensors)");
+    if (!folder.has_tokenizer()) throw std::runtime_error("bench speculative: the model folder has no tokenizer.json");
+    Tokenizer tok = Tokenizer::load(folder.tokenizer_path());
+    const TemplateKind kind = resolve_template(folder.path);
+    const nlohmann::ordered_json req = {{"messages", {{{"role", "user"}, {"content", a.prompt}}}},
+                                        {"add_generation_prompt", true}};
+    const std::vector<int32_t> prompt = encode_chat(tok, kind, req);
+    const int64_t cap = static_cast<int64_t>(prompt.size()) + a.tokens + 1;
+    using Clock = std::chrono::steady_clock;
+    auto seconds = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+    double prefill = 1e30;   // best of runs
+    for (int r = 0; r < a.runs; ++r) {
+        SequenceState st = model.new_state(cap);
+        const auto t0 = Clock::now();
+        model.forward(st, prompt);
+        prefill = std::min(prefill, seconds(t0));
+    }
+    std::printf("model %s, prompt %zu tokens, %lld new tokens (greedy, no eos), best of %d runs\n", a.model.c_str(),
+                prompt.size(), static_cast<long long>(a.tokens), a.runs);
+    double plain_tps = 0, best_tps = 0;
+    int best_k = 0;
+    std::vector<int32_t> reference;
+    for (int k = 0; k <= a.max_k; ++k) {
+        double best = 1e30;
+        GreedyGeneration g;
+        for (int r = 0; r < a.runs; ++r) {
+            SequenceState st = model.new_state(cap);
+            std::optional<SequenceState> mst;
+            if (k > 0) mst.emplace(model.new_mtp_state(cap));
+            GreedyOptions o;
+            o.max_new_tokens = a.tokens;
+            o.speculative = k;
+            const auto t0 = Clock::now();
+            g = greedy_generate(model, st, mst ? &*mst : nullptr, prompt, o);
+            best = std::min(best, seconds(t0));
+        }
+        if (k == 0) reference = g.tokens;
+        const double gen = std::max(best - prefill, 1e-9);
+        const double tps = static_cast<double>(g.tokens.size()) / gen;
+        if (k == 0) plain_tps = tps;
+        std::string depths;
+        for (size_t j = 0; j < g.stats.drafted_at_depth.size(); ++j)
+            depths += (j ? " " : "") + std::to_string(g.stats.drafted_at_depth[j] ? 100 * g.stats.accepted_at_depth[j] /
+                                                                                     g.stats.drafted_at_depth[j] : 0) + "%";
+        std::printf("  k=%d  %7.1f tok/s  %5.2fx plain%s%s%s\n", k, tps, tps / plain_tps,
+                    k ? ("  accepted per depth " + depths).c_str() : "",
+                    k ? ("  (" + std::to_string(g.stats.verify_steps) + " verify steps)").c_str() : "",
+                    g.tokens == reference ? "" : "  OUTPUT DIFFERS FROM PLAIN");
+        if (tps > best_tps) best_tps = tps, best_k = k;
+    }
+    std::printf("best k = %d (%.2fx plain decoding)\n", best_k, best_tps / plain_tps);
+}
+
 void add_forward_commands(Context& ctx) {
+    {
+        auto sa = std::make_shared<SpecBenchArgs>();
+        CLI::App* sb = ctx.bench->add_subcommand("speculative", "MTP speculative greedy decoding vs plain, k = 1..max");
+        sb->add_option("--model", sa->model, "model folder with an MTP head (default: the demo model)");
+        sb->add_option("--prompt", sa->prompt, "user message (rendered with the model's chat template)");
+        sb->add_option("--tokens", sa->tokens, "tokens to generate (default 256)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+        sb->add_option("--max-k", sa->max_k, "largest k (default 4)")->check(CLI::Range(1, 8));
+        sb->add_option("--runs", sa->runs, "runs per k, best taken (default 3)")->check(CLI::Range(1, 100));
+        sb->add_option("--threads", sa->threads, "CPU threads (default: all)");
+        sb->add_flag("--costs", sa->costs, "time a verify step, a draft and a plain step instead (random models too)");
+        sb->add_option("--context", sa->context, "--costs: context before the step (default 512)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+        sb->callback([sa] {
+            if (sa->costs) run_bench_speculative_costs(*sa);
+            else run_bench_speculative(*sa);
+        });
+    }
     auto* logits = ctx.app->add_subcommand("logits", "write the logits of a token sequence as float32 [n x vocab]");
     auto la = std::make_shared<LogitsArgs>();
     logits->add_option("--model", la->model, "model folder or GGUF file (default: models/demo)");

@@ -163,7 +163,11 @@ bool objects_exclude(const json& a, const json& b) {
 
 int32_t JsonSchemaCompiler::compile(const json& schema, const json& root_doc, const std::string& path) {
     root_ = &root_doc;
-    return node(schema, path);
+    const int32_t rule = node(schema, path);
+    if (rules_.total_states() > detail::kMaxGrammarStates)
+        throw SchemaError(path, "size", "the schema needs a grammar of " + std::to_string(rules_.total_states()) +
+                                            " states, more than the limit of " + std::to_string(detail::kMaxGrammarStates));
+    return rule;
 }
 
 int32_t JsonSchemaCompiler::string_rule() {
@@ -336,6 +340,9 @@ int32_t JsonSchemaCompiler::build(const json& s, const std::string& path) {
         json values = s.contains("const") ? json::array({s["const"]}) : s["enum"];
         const char* kw = s.contains("const") ? "const" : "enum";
         if (!values.is_array() || values.empty()) throw SchemaError(path + "/enum", "enum", "must be a non-empty array");
+        if (values.size() > detail::kMaxEnumValues)
+            throw SchemaError(path + "/enum", "enum", std::to_string(values.size()) + " values, more than the limit of " +
+                                                          std::to_string(detail::kMaxEnumValues));
         for (const auto& [k, v] : s.items())
             if (!is_annotation(k) && k != "enum" && k != "const" && k != "type" && k != "nullable")
                 throw SchemaError(path + "/" + k, k, std::string("cannot be combined with ") + kw);
@@ -348,7 +355,11 @@ int32_t JsonSchemaCompiler::build(const json& s, const std::string& path) {
             for (const auto& t : types) ok = ok || value_has_type(v, t);
             if (!ok) continue;
             ++kept;
-            nfa.epsilon(nfa.literal(nfa.start, detail::json_literal(v)), nfa.final_state);
+            const std::string lit = detail::json_literal(v);
+            if (lit.size() > detail::kMaxLiteralBytes)
+                throw SchemaError(path + "/" + kw, kw, "a value of " + std::to_string(lit.size()) +
+                                                           " bytes, more than the limit of " + std::to_string(detail::kMaxLiteralBytes));
+            nfa.epsilon(nfa.literal(nfa.start, lit), nfa.final_state);
         }
         if (!kept) throw SchemaError(path + "/" + kw, kw, "no value matches the declared type");
         return rule;
@@ -432,6 +443,9 @@ void emit_extra_key(Nfa& nfa, int32_t from, int32_t to, const std::vector<std::s
 void JsonSchemaCompiler::emit_object(Nfa& nfa_in, int32_t from, int32_t to, const json& s, const std::string& path) {
     json props = s.value("properties", json::object());
     if (!props.is_object()) throw SchemaError(path + "/properties", "properties", "must be an object");
+    if (props.size() > detail::kMaxProperties)
+        throw SchemaError(path + "/properties", "properties", std::to_string(props.size()) +
+                                                                  " properties, more than the limit of " + std::to_string(detail::kMaxProperties));
     std::set<std::string> required;
     if (s.contains("required")) {
         if (!s["required"].is_array()) throw SchemaError(path + "/required", "required", "must be an array");

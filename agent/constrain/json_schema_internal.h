@@ -12,6 +12,15 @@ namespace qnext::constrain::detail {
 // Largest integer magnitude generated: 16 decimal digits.
 constexpr int64_t kIntCap = 9999999999999999LL;
 
+// Limits on what a schema may ask for (hostile schemas from MCP servers, tool files and HTTP requests end in a
+// clear error naming the limit and the JSON pointer, in well under a second; every real tool schema of the test
+// corpora is far below them).
+constexpr size_t kMaxPatternBytes = 4096;        // a `pattern` (or format regex)
+constexpr size_t kMaxLiteralBytes = 65536;       // one const / enum value, as JSON text
+constexpr size_t kMaxEnumValues = 4096;
+constexpr size_t kMaxProperties = 1024;          // declared properties of one object
+constexpr size_t kMaxGrammarStates = 1u << 20;   // NFA states of all rules together
+
 // One JSON string character (raw UTF-8 except '"', '\\' and controls; escapes \" \\ \/ \b \f \n \r
 // \t and \uXXXX without surrogates).
 void emit_plain_string_char(Nfa& nfa, int32_t from, int32_t to);

@@ -187,6 +187,9 @@ void JsonSchemaCompiler::emit_string(Nfa& nfa, int32_t from, int32_t to, const j
     if (s.contains("pattern")) {
         if (!s["pattern"].is_string()) throw SchemaError(path + "/pattern", "pattern", "must be a string");
         pattern = s["pattern"].get<std::string>();
+        if (pattern.size() > detail::kMaxPatternBytes)
+            throw SchemaError(path + "/pattern", "pattern", "a pattern of " + std::to_string(pattern.size()) +
+                                                                " bytes, more than the limit of " + std::to_string(detail::kMaxPatternBytes));
     }
     if (!pattern.empty() || s.contains("format")) {
         if (has_len)
@@ -201,7 +204,15 @@ void JsonSchemaCompiler::emit_string(Nfa& nfa, int32_t from, int32_t to, const j
         }
         int32_t a = nfa.add_state(), b = nfa.add_state();
         nfa.range(from, '"', '"', a);
+        const size_t before = nfa.num_states();
         emit_regex_json(nfa, a, b, re);
+        // Repetitions expand: (x{1,100}){1,100} is 10,000 states whose subset construction takes seconds.
+        constexpr size_t kMaxPatternStates = 4096;
+        if (nfa.num_states() - before > kMaxPatternStates)
+            throw SchemaError(path + (s.contains("format") ? "/format" : "/pattern"), s.contains("format") ? "format" : "pattern",
+                              "the pattern expands to " + std::to_string(nfa.num_states() - before) +
+                                  " automaton states, more than the limit of " + std::to_string(kMaxPatternStates) +
+                                  " (large or nested repetition counts)");
         nfa.range(b, '"', '"', to);
         return;
     }

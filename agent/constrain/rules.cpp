@@ -363,13 +363,34 @@ CompiledRules compile_rules(const RuleSet& rules, int32_t root) {
     g.root = root;
     g.token_terminals = rules.token_terminals();
     g.rules.reserve(rules.size());
+    // Budgets (hostile schemas): the subset construction may grow exponentially, and every state of a rule that
+    // is not a counted string costs the engine one walk of the vocabulary, so both are bounded and refused with
+    // a clear error instead of minutes of compilation. Every real tool schema of the test corpora stays far below.
+    constexpr size_t kMaxDfaStates = 1u << 16, kMaxWalkedStates = 4096;
+    size_t dfa_states = 0;
     for (size_t r = 0; r < rules.size(); ++r)
     {
         g.rules.push_back(determinize(rules.nfa(static_cast<int32_t>(r)), rules.name(static_cast<int32_t>(r))));
         if (const CountedString* c = rules.counted_string(static_cast<int32_t>(r))) g.rules.back().counted = *c;
+        dfa_states += g.rules.back().states.size();
+        if (dfa_states > kMaxDfaStates)
+            throw std::length_error("grammar too large: more than " + std::to_string(kMaxDfaStates) +
+                                    " automaton states (rule '" + g.rules.back().name + "'); simplify the schema");
     }
     prune(g);
     for (DfaRule& r : g.rules) minimize(r);
+    size_t walked = 0;
+    for (const DfaRule& r : g.rules)
+        if (!r.counted) walked += r.states.size();
+    if (walked > kMaxWalkedStates) {
+        std::string biggest;
+        size_t most = 0;
+        for (const DfaRule& r : g.rules)
+            if (!r.counted && r.states.size() > most) most = r.states.size(), biggest = r.name;
+        throw std::length_error("grammar too large: " + std::to_string(walked) + " automaton states outside length-"
+                                "bounded strings, more than the limit of " + std::to_string(kMaxWalkedStates) +
+                                " (largest: '" + biggest + "' with " + std::to_string(most) + "); simplify the schema");
+    }
     std::vector<std::vector<char>> state_nullable;
     std::vector<char> nullable = nullable_rules(g, state_nullable);
     check_left_recursion(g, nullable);

@@ -81,6 +81,12 @@ public:
     const Nfa& nfa(int32_t rule) const { return rules_[static_cast<size_t>(rule)]; }
     const std::string& name(int32_t rule) const { return names_[static_cast<size_t>(rule)]; }
     size_t size() const { return rules_.size(); }
+    // NFA states of all rules together (the grammar's size before determinization).
+    size_t total_states() const {
+        size_t n = 0;
+        for (const auto& r : rules_) n += r.num_states();
+        return n;
+    }
     // Symbol for an added token, allocated on first use.
     int token_symbol(int32_t token_id);
     const std::vector<int32_t>& token_terminals() const { return tokens_; }

@@ -11,6 +11,10 @@ using json = nlohmann::ordered_json;
 
 std::vector<ToolSpec> parse_tools(const json& tools) {
     if (!tools.is_array()) throw std::runtime_error("tools: expected a JSON array of tool declarations");
+    constexpr size_t kMaxTools = 1024;
+    if (tools.size() > kMaxTools)
+        throw std::runtime_error("tools: " + std::to_string(tools.size()) + " declared, more than the limit of " +
+                                 std::to_string(kMaxTools));
     std::vector<ToolSpec> out;
     std::set<std::string> seen;
     for (size_t i = 0; i < tools.size(); ++i) {

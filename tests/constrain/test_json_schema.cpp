@@ -2,8 +2,11 @@
 // the engine's self-consistency: the cached mask equals brute-force "try every token".
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "agent/constrain/constrain.h"
 #include "agent/constrain/rules.h"
+#include "agent/constrain/tool_grammar.h"
 #include "tests/constrain/test_util.h"
 
 namespace qnext::constrain {
@@ -277,6 +280,44 @@ TEST(JsonSchema, RefsAndRecursion) {
     EXPECT_THROW(G(R"({"$ref": "#/$defs/missing"})"), SchemaError);
     // unsatisfiable recursion: a required property that must contain itself forever
     EXPECT_THROW(G(R"({"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]})"), std::runtime_error);
+}
+
+// Hostile schemas (from MCP servers, tool files, HTTP requests): each ends in well under a second with an error
+// naming the limit (and the JSON pointer where there is one), never a hang or a crash.
+TEST(JsonSchemaLimits, HostileSchemasAreRefusedQuickly) {
+    auto props = json::object();
+    for (int i = 0; i < 2000; ++i) props["p" + std::to_string(i)] = json{{"type", "integer"}};
+    std::string alt;
+    for (int i = 0; i < 2000; ++i) alt += (i ? "|" : "") + std::string("word") + std::to_string(i);
+    json enum_big = json::array();
+    for (int i = 0; i < 5000; ++i) enum_big.push_back(i);
+    struct Case {
+        std::string name;
+        json schema;
+        std::string says;
+    };
+    const std::vector<Case> cases = {
+        {"many properties", json{{"type", "object"}, {"properties", props}}, "more than the limit of 1024"},
+        {"huge const", json{{"const", std::string(200000, 'x')}}, "more than the limit of 65536"},
+        {"huge enum", json{{"enum", enum_big}}, "more than the limit of 4096"},
+        {"long alternation", json{{"type", "string"}, {"pattern", alt}}, "more than the limit of 4096"},
+        {"nested repetition", json{{"type", "string"}, {"pattern", "^(x{1,100}){1,100}$"}}, "automaton states"},
+        {"exponential subsets", json{{"type", "string"}, {"pattern", "^(a|b)*a(a|b){16}$"}}, "grammar too large"},
+    };
+    for (const auto& c : cases) {
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+            G(c.schema.dump());
+            ADD_FAILURE() << c.name << ": accepted";
+        } catch (const std::exception& e) {
+            EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << c.name << ": " << e.what();
+        }
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        EXPECT_LT(s, 1.0) << c.name;
+    }
+    json tools = json::array();
+    for (int i = 0; i < 1100; ++i) tools.push_back(json{{"name", "t" + std::to_string(i)}});
+    EXPECT_THROW(parse_tools(tools), std::runtime_error);
 }
 
 TEST(JsonSchema, UnsupportedKeywordsNameKeywordAndPath) {

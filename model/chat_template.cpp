@@ -27,7 +27,7 @@ constexpr const char* kToolsFooter =
     "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
     "<args-json-object>}\n</tool_call><|im_end|>\n";
 
-class Renderer {
+class Renderer : PromptWriter {
 public:
     Renderer(TemplateKind kind, const json& request) : kind_(kind), req_(request) {
         if (!req_.is_object()) fail("the request must be a JSON object");
@@ -49,24 +49,10 @@ public:
                 if (et && et->is_boolean() && !et->get<bool>()) out_ += "<think>\n\n</think>\n\n";
             }
         }
-        return {std::move(out_), std::move(spans_)};
+        return take();
     }
 
 private:
-    // Appends text that comes from the request (message contents, reasoning, tool schemas, call names
-    // and arguments) rather than from the template, and records where it is.
-    void text(const std::string& s) {
-        if (s.empty()) return;
-        if (!spans_.empty() && spans_.back().end == out_.size()) spans_.back().end += s.size();
-        else spans_.push_back({out_.size(), out_.size() + s.size()});
-        out_ += s;
-    }
-
-    size_t n() const { return msgs_->size(); }
-    const json* msg(size_t i) const { return &(*msgs_)[i]; }
-    std::string where(size_t i, const char* field) const {
-        return "messages[" + std::to_string(i) + "]." + field;
-    }
     // The Next templates' `content` variable: the string content, or '' for anything else.
     std::string content_var(size_t i) const {
         const json* c = attr(msg(i), "content");
@@ -202,10 +188,7 @@ private:
 
     TemplateKind kind_;
     const json& req_;
-    const json* msgs_ = nullptr;
     long last_query_ = -1;
-    std::string out_;
-    std::vector<TextSpan> spans_;
 };
 
 }  // namespace

@@ -73,6 +73,28 @@ inline std::string after_last(const std::string& s, const std::string& sep) {
     const auto p = s.rfind(sep);
     return p == std::string::npos ? s : s.substr(p + sep.size());
 }
+// What both renderers share: the prompt being written, where the request's own strings landed in it (see
+// RenderedChat), and the messages array.
+class PromptWriter {
+protected:
+    // Appends text that comes from the request (message contents, reasoning, tool schemas, call names and
+    // arguments) rather than from the template, and records where it is. Markup goes straight to out_.
+    void text(const std::string& s) {
+        if (s.empty()) return;
+        if (!spans_.empty() && spans_.back().end == out_.size()) spans_.back().end += s.size();
+        else spans_.push_back({out_.size(), out_.size() + s.size()});
+        out_ += s;
+    }
+    RenderedChat take() { return {std::move(out_), std::move(spans_)}; }
+    size_t n() const { return msgs_->size(); }
+    const json* msg(size_t i) const { return &(*msgs_)[i]; }
+    static std::string where(size_t i, const char* field) { return "messages[" + std::to_string(i) + "]." + field; }
+
+    std::string out_;
+    std::vector<TextSpan> spans_;
+    const json* msgs_ = nullptr;
+};
+
 // The Qwen3.5 template (chat_template_qwen35.cpp).
 RenderedChat render_qwen35(const json& request);
 

@@ -55,7 +55,7 @@ constexpr const char* kToolsRules =
     "language BEFORE the function call, but NOT after\n- If there is no function call available, answer the question "
     "like normal with your current knowledge and do not tell the user about function calls\n</IMPORTANT>";
 
-class Qwen35Renderer {
+class Qwen35Renderer : PromptWriter {
 public:
     explicit Qwen35Renderer(const json& request) : req_(request) {
         if (!req_.is_object()) fail("the request must be a JSON object");
@@ -74,19 +74,10 @@ public:
             const json* et = attr(&req_, "enable_thinking");
             out_ += et && et->is_boolean() && !et->get<bool>() ? "<think>\n\n</think>\n\n" : "<think>\n";
         }
-        return {std::move(out_), std::move(spans_)};
+        return take();
     }
 
 private:
-    void text(const std::string& s) {
-        if (s.empty()) return;
-        if (!spans_.empty() && spans_.back().end == out_.size()) spans_.back().end += s.size();
-        else spans_.push_back({out_.size(), out_.size() + s.size()});
-        out_ += s;
-    }
-    size_t n() const { return msgs_->size(); }
-    const json* msg(size_t i) const { return &(*msgs_)[i]; }
-    std::string where(size_t i, const char* field) const { return "messages[" + std::to_string(i) + "]." + field; }
 
     // The template's render_content macro (then |trim by every caller).
     std::string content(size_t i, bool system = false) const {
@@ -245,10 +236,7 @@ private:
     }
 
     const json& req_;
-    const json* msgs_ = nullptr;
     long last_query_ = -1;
-    std::string out_;
-    std::vector<TextSpan> spans_;
 };
 
 }  // namespace

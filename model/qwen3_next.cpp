@@ -301,8 +301,8 @@ uint64_t forward_scratch_bytes(const Qwen3NextConfig& c, int64_t t) {
 
 // ---- the layer loop ----------------------------------------------------------------------------
 
-Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> tokens, LogitsRows rows,
-                               std::vector<float>* hidden_out) const {
+// Throws (leaving the state untouched) for input forward() cannot take.
+void Qwen3NextModel::check_input(const SequenceState& st, std::span<const int32_t> tokens) const {
     const int64_t T = static_cast<int64_t>(tokens.size());
     if (&st.config() != &config_)
         throw std::runtime_error("forward: the sequence state was made for a different model config");
@@ -320,6 +320,12 @@ Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> token
     if (end > st.capacity())
         throw std::runtime_error("forward: context of " + std::to_string(end) + " tokens exceeds the " +
                                  std::to_string(st.capacity()) + " tokens reserved for this sequence");
+}
+
+Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> tokens, LogitsRows rows,
+                               std::vector<float>* hidden_out) const {
+    const int64_t T = static_cast<int64_t>(tokens.size());
+    check_input(st, tokens);
 
     Logits out;
     out.vocab = config_.vocab_size;
@@ -341,21 +347,12 @@ Logits Qwen3NextModel::forward(SequenceState& st, std::span<const int32_t> token
 Logits Qwen3NextModel::forward_hidden(SequenceState& st, std::span<const int32_t> tokens,
                                       std::vector<float>& hidden_all) const {
     const int64_t T = static_cast<int64_t>(tokens.size()), H = config_.hidden_size;
+    check_input(st, tokens);
     hidden_all.assign(static_cast<size_t>(T * H), 0.0f);
-    // The checks of forward(); then piece by piece with every row's hidden state kept.
-    if (T == 0) throw std::runtime_error("forward: no tokens given");
-    Logits out;
+    Logits out;   // piece by piece as forward() does, with every row's hidden state kept
     out.vocab = config_.vocab_size;
     out.rows = 1;
     out.data.resize(static_cast<size_t>(out.vocab));
-    if (&st.config() != &config_)
-        throw std::runtime_error("forward: the sequence state was made for a different model config");
-    for (int64_t i = 0; i < T; ++i)
-        if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
-            throw std::runtime_error("forward: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
-    if (st.n_tokens() + T > st.capacity() || st.n_tokens() + T > config_.max_position_embeddings)
-        throw std::runtime_error("forward: context of " + std::to_string(st.n_tokens() + T) + " tokens exceeds the " +
-                                 std::to_string(st.capacity()) + " tokens reserved for this sequence");
     for (int64_t start = 0; start < T; start += kForwardPieceTokens) {
         const int64_t n = std::min(kForwardPieceTokens, T - start);
         const bool last = start + n == T;

@@ -93,6 +93,7 @@ private:
     void run_piece(SequenceState& st, std::span<const int32_t> ids, LogitsRows rows, float* logits,
                    float* hidden_out, bool hidden_all = false) const;
     LayerViews bind_layer(const LayerWeights& lw, int layer, Bound& b, uint64_t& bytes) const;
+    void check_input(const SequenceState& st, std::span<const int32_t> tokens) const;
     void gdn_mixer(int layer, SequenceState& st, Scratch& s) const;
     // `layer`: the state's layer index and the trace label; the weights are L's (a main layer or the MTP's).
     void attention_mixer(const LayerViews& L, int layer, SequenceState& st, Scratch& s,

@@ -3,6 +3,7 @@
 
 #include "agent/constrain/constrain.h"
 #include "tests/constrain/test_util.h"
+#include "tests/constrain/tool_events.h"
 
 namespace qnext::constrain {
 namespace {
@@ -10,6 +11,10 @@ namespace {
 using json = nlohmann::ordered_json;
 using testing::accepts;
 using testing::accepts_prefix;
+using testing::allowed_next;
+using testing::feed;
+using testing::Summary;
+using testing::summarize;
 
 const json kTools = json::parse(R"([
   {"type": "function", "function": {"name": "get_weather", "description": "Weather",
@@ -28,13 +33,6 @@ Grammar T(const std::string& choice, bool parallel = true, bool thinking = false
 const std::string kCallW = "[[<tool_call>]]\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n[[</tool_call>]]";
 const std::string kCallT = "[[<tool_call>]]\n{\"name\": \"get_time\", \"arguments\": {}}\n[[</tool_call>]]";
 
-bool allowed_next(const Grammar& g, const std::string& prefix, const std::string& token_text) {
-    Matcher m(g);
-    for (int32_t id : testing::ids_of(g.vocab(), prefix)) EXPECT_TRUE(m.accept_token(id)) << prefix;
-    std::vector<uint32_t> mask(m.mask_words());
-    m.fill_next_token_bitmask(mask.data());
-    return token_allowed(mask.data(), testing::ids_of(g.vocab(), token_text).at(0));
-}
 
 TEST(ToolCalls, Auto) {
     auto g = T("auto");
@@ -104,45 +102,6 @@ TEST(ToolCalls, Thinking) {
 }
 
 // ---- streaming parser ----
-
-std::vector<ToolCallEvent> feed(ToolCallParser& p, const std::string& text, size_t chunk) {
-    std::vector<ToolCallEvent> all;
-    for (size_t i = 0; i < text.size(); i += chunk) {
-        auto ev = p.push(std::string_view(text).substr(i, chunk));
-        all.insert(all.end(), ev.begin(), ev.end());
-    }
-    return all;
-}
-
-struct Summary {
-    std::string text, reasoning;
-    std::vector<std::string> names, args_streamed, args_final;
-    int invalid = 0, truncated = 0;
-};
-
-Summary summarize(const std::vector<ToolCallEvent>& ev) {
-    Summary s;
-    for (const auto& e : ev) {
-        switch (e.kind) {
-            case ToolCallEvent::Kind::Text: s.text += e.text; break;
-            case ToolCallEvent::Kind::Reasoning: s.reasoning += e.text; break;
-            case ToolCallEvent::Kind::CallStart:
-                EXPECT_EQ(e.index, static_cast<int>(s.names.size()));
-                s.names.push_back(e.name);
-                s.args_streamed.emplace_back();
-                break;
-            case ToolCallEvent::Kind::ArgumentsDelta: s.args_streamed.at(static_cast<size_t>(e.index)) += e.text; break;
-            case ToolCallEvent::Kind::CallEnd:
-                EXPECT_EQ(e.text, s.args_streamed.at(static_cast<size_t>(e.index)));
-                EXPECT_EQ(e.arguments.dump(), json::parse(e.text).dump());
-                s.args_final.push_back(e.text);
-                break;
-            case ToolCallEvent::Kind::CallInvalid: ++s.invalid; break;
-            case ToolCallEvent::Kind::CallTruncated: ++s.truncated; break;
-        }
-    }
-    return s;
-}
 
 TEST(ToolCallParser, EverySplitGivesTheSameEvents) {
     const std::string text =

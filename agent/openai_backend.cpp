@@ -423,7 +423,18 @@ OpenAIBackend::~OpenAIBackend() {
 ojson OpenAIBackend::make_body(const GenerationRequest& r) const {
     ojson body = ojson::object();
     body["model"] = model_;
+    // The OpenAI API takes function.arguments as a string holding JSON (the official client's types say so); the
+    // loop's history keeps parsed objects, so they are serialized here, on the wire only.
     body["messages"] = r.messages;
+    for (auto& m : body["messages"]) {
+        if (!m.is_object() || !m.contains("tool_calls") || !m["tool_calls"].is_array()) continue;
+        for (auto& c : m["tool_calls"]) {
+            if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
+            auto& fn = c["function"];
+            if (!fn.contains("arguments") || fn["arguments"].is_null()) fn["arguments"] = "{}";
+            else if (!fn["arguments"].is_string()) fn["arguments"] = fn["arguments"].dump();
+        }
+    }
     if (!r.tools.empty()) {
         body["tools"] = r.tools;
         if (r.tool_choice == "auto" || r.tool_choice == "required" || r.tool_choice == "none")

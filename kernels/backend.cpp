@@ -33,6 +33,8 @@ std::atomic<int> g_backend{-1};
 std::atomic<int> g_isa{-1};
 std::once_flag g_init;
 
+std::atomic<bool> g_verbose{false};
+
 void init_once() {
     std::call_once(g_init, [] {
         const char* env = std::getenv("QNEXT_KERNELS");
@@ -51,12 +53,14 @@ void init_once() {
         }
         int expected = -1;
         g_backend.compare_exchange_strong(expected, static_cast<int>(b));
-        if (cuda_compiled() && !cuda_available())
+        if (g_verbose.load() && cuda_compiled() && !cuda_available())
             std::fprintf(stderr, "qnext: notice: built with CUDA but no CUDA device found; using the CPU backend\n");
     });
 }
 
 }  // namespace
+
+void set_verbose(bool v) { g_verbose.store(v); }
 
 const CpuFeatures& cpu_features() {
     static const CpuFeatures f = detect();

@@ -34,6 +34,8 @@ std::string cpu_features_string();  // e.g. "avx2 fma avx512f avx512bw avx512vl"
 // Worker threads of the fast CPU paths (kernels/cpu/thread_pool.h); default: QNEXT_THREADS, else
 // OMP_NUM_THREADS, else all cores.
 void set_num_threads(int n);
+// Backend notices on stderr (e.g. "built with CUDA but no CUDA device found"): off unless the CLI's --verbose.
+void set_verbose(bool verbose);
 int num_threads();
 
 // CUDA: compiled in (QNEXT_WITH_CUDA) and at least one device usable.

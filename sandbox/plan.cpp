@@ -170,6 +170,16 @@ Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim)
         std::vector<std::string> link_roots = policy.ro_paths;
         link_roots.push_back("/etc");
         StepBuilder b(link_roots);
+        // The private /tmp first: ro_paths below /tmp (a venv of an MCP server, say) are bound on top of it, so
+        // they stay visible (mounted afterwards, the tmpfs would hide them).
+        for (const auto& p : policy.ro_paths)
+            if (under("/tmp", p))
+                throw SandboxError("sandbox policy: ro_paths " + p + " would hide the sandbox's private /tmp; "
+                                   "name the directories below /tmp that the sandbox needs instead");
+        b.add(FsStep{FsStep::Tmpfs, "", "/tmp",
+                     "mode=1777,size=" + std::to_string(lim.tmp_bytes) + ",nr_inodes=" +
+                         std::to_string(std::max<std::uint64_t>(1024, lim.tmp_bytes / 4096)),
+                     false, false, -1, "mounting the /tmp tmpfs"});
         for (const auto& p : policy.ro_paths) b.host(p);
         b.dir("/etc");
         for (const auto& p : policy.etc_files) b.host(p);
@@ -207,10 +217,6 @@ Plan make_plan(const Policy& policy, const SpawnRequest& req, const Limits& lim)
         b.add(FsStep{FsStep::Symlink, "", "/dev/stdout", "/proc/self/fd/1", false, false, -1, "symlink /dev/stdout"});
         b.add(FsStep{FsStep::Symlink, "", "/dev/stderr", "/proc/self/fd/2", false, false, -1, "symlink /dev/stderr"});
         b.add(FsStep{FsStep::Symlink, "", "/dev/shm", "/tmp", false, false, -1, "symlink /dev/shm"});
-        b.add(FsStep{FsStep::Tmpfs, "", "/tmp",
-                     "mode=1777,size=" + std::to_string(lim.tmp_bytes) + ",nr_inodes=" +
-                         std::to_string(std::max<std::uint64_t>(1024, lim.tmp_bytes / 4096)),
-                     false, false, -1, "mounting the /tmp tmpfs"});
         // The workspace: the quota tmpfs (spawn() fills in the MoveMount fd); without a quota a bind for
         // unprivileged users, and as root an idmapped clone (also a MoveMount filled in by spawn()).
         plan.workspace_tmpfs = lim.disk_bytes > 0;

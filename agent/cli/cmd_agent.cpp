@@ -82,6 +82,7 @@ struct RunFlags {
     bool json = false;
     std::string workspace;
     bool sandbox_none = false;
+    bool keep_workspace = false;
     int max_tool_calls = 0;      // 0 = the loop's default
     int max_parallel_tools = 0;  // 0 = the loop's default
     BackendFlags backend;
@@ -106,9 +107,19 @@ std::unique_ptr<tools::ToolRegistry> make_registry(const agent::Task& task, cons
 
 int run_task(const RunFlags& f, bool quiet) {
     agent::Task task = agent::load_task(f.task_file);
+    const bool temporary = f.workspace.empty() && !task.workspace;
     fs::path workspace = !f.workspace.empty() ? fs::path(f.workspace)
                          : task.workspace      ? *task.workspace
                                                : agent::make_temp_dir("qnext-ws");
+    // A temporary workspace is removed when the task ends (every return below), unless --keep-workspace.
+    struct RemoveAtExit {
+        fs::path dir;
+        bool active;
+        ~RemoveAtExit() {
+            std::error_code ec;
+            if (active) fs::remove_all(dir, ec);
+        }
+    } cleanup{workspace, temporary && !f.keep_workspace};
     fs::create_directories(workspace);
     agent::write_task_files(task, workspace);
 
@@ -176,7 +187,9 @@ void add_agent_commands(Context& ctx) {
     CLI::App* run = ctx.app->add_subcommand("run", "run a scripted agent task (exit 0 only when every check passes)");
     run->add_option("task", run_flags->task_file, "task file (JSON; see configs/tasks/)")->required()->check(CLI::ExistingFile);
     run->add_flag("--json", run_flags->json, "print one JSON event per line (JSONL)");
-    run->add_option("--workspace", run_flags->workspace, "workspace directory (default: the task's, else a new temp dir)");
+    run->add_option("--workspace", run_flags->workspace,
+                    "workspace directory (default: the task's, else a new temp dir, removed at the end)");
+    run->add_flag("--keep-workspace", run_flags->keep_workspace, "keep the temporary workspace (its path is printed)");
     run->add_flag("--sandbox-none", run_flags->sandbox_none, "run tools WITHOUT isolation (prints a warning)");
     run->add_option("--max-tool-calls", run_flags->max_tool_calls,
                     "tool calls executed per assistant message; the excess get an error result (default 32)")

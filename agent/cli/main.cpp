@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "agent/cli/commands.h"
+#include "kernels/backend.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"qnext: a local agent runtime for Qwen3-Next", "qnext"};
@@ -12,6 +13,9 @@ int main(int argc, char** argv) {
     qnext::cli::Context ctx;
     ctx.app = &app;
     app.add_flag("--quiet,-q", ctx.quiet, "suppress progress output on stderr");
+    bool verbose = false;
+    app.add_flag("--verbose,-v", verbose, "backend notices on stderr (e.g. which compute backend is used)");
+    app.parse_complete_callback([&verbose] { qnext::kern::set_verbose(verbose); });
     ctx.bench = app.add_subcommand("bench", "benchmarks (model speed; `bench constrain` for grammar masks)");
     ctx.bench->fallthrough();
 

@@ -37,6 +37,29 @@ TEST(SseDecoder, SplitsEventsAcrossArbitraryChunks) {
     }
 }
 
+// On the wire, an assistant message's function.arguments is always a string holding JSON (OpenAI API), whether
+// the loop's history holds it parsed (valid calls) or as text (malformed ones).
+TEST(OpenAIWire, ToolCallArgumentsAreAlwaysJsonStrings) {
+    boost::asio::io_context io;
+    OpenAIBackend b(io, "http://127.0.0.1:9/v1", "m", "", {});
+    GenerationRequest r;
+    r.messages = ojson::array(
+        {ojson{{"role", "user"}, {"content", "q"}},
+         ojson{{"role", "assistant"}, {"content", ""},
+               {"tool_calls", ojson::array({ojson{{"id", "c0"}, {"type", "function"},
+                                                  {"function", {{"name", "f"}, {"arguments", {{"x", 1}, {"y", "z"}}}}}},
+                                            ojson{{"id", "c1"}, {"type", "function"},
+                                                  {"function", {{"name", "g"}, {"arguments", "{not json"}}}}})}},
+         ojson{{"role", "tool"}, {"tool_call_id", "c0"}, {"content", "ok"}}});
+    const ojson body = b.make_body(r);
+    const auto& calls = body["messages"][1]["tool_calls"];
+    ASSERT_EQ(calls.size(), 2u);
+    ASSERT_TRUE(calls[0]["function"]["arguments"].is_string());
+    EXPECT_EQ(ojson::parse(calls[0]["function"]["arguments"].get<std::string>()), (ojson{{"x", 1}, {"y", "z"}}));
+    EXPECT_EQ(calls[1]["function"]["arguments"], "{not json");
+    EXPECT_TRUE(r.messages[1]["tool_calls"][0]["function"]["arguments"].is_object());   // the history is unchanged
+}
+
 TEST(HttpUrl, ParsesAndRejects) {
     auto u = parse_http_url("http://127.0.0.1:8000/v1/");
     EXPECT_EQ(u.host, "127.0.0.1");

@@ -58,6 +58,15 @@ TEST(Cli, MakeCheckpointThenInfoModel) {
     EXPECT_GT(info["mtp_params"].get<int64_t>(), 0);
 }
 
+// Output hygiene: no backend notice on an ordinary command; --verbose asks for them.
+TEST(Cli, NoBackendNoticeUnlessVerbose) {
+    Result r = run("info --config " + test::tiny_config_path().string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find("notice"), std::string::npos) << r.out;
+    Result v = run("--verbose info --config " + test::tiny_config_path().string());
+    EXPECT_EQ(v.code, 0) << v.out;
+}
+
 // Absurd configs (issue: 1e6 layers / 1e7 experts / 2^40 MTP layers took a minute and 7.5 GB before bad_alloc)
 // are refused at once, naming the field; floats for integer fields too. `info --model` reports the dtypes and
 // bytes actually in the files.

@@ -260,6 +260,34 @@ TEST_F(Api, WithoutCgroupsTheFallbackIsReported) {
     EXPECT_EQ(r.enforcement.process_memory_bytes, policy.limits.memory_bytes);
 }
 
+// ro_paths below /tmp (e.g. an MCP server's venv) stay visible over the private /tmp tmpfs, read-only; a policy
+// naming /tmp itself (which would hide the private /tmp) is refused with a clear error.
+TEST_F(Api, RoPathsBelowTmpStayVisible) {
+    std::string tmpl = "/tmp/qnext-ro-below-tmp-XXXXXX";   // below /tmp whatever TMPDIR says
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    const fs::path ro = tmpl;
+    chmod(ro.c_str(), 0755);
+    struct Cleanup {
+        fs::path p;
+        ~Cleanup() {
+            std::error_code ec;
+            fs::remove_all(p, ec);
+        }
+    } cleanup{ro};
+    std::ofstream(ro / "f") << "visible";
+    policy.ro_paths.push_back(ro.string());
+    RunResult r = sh(policy, ws.path(), "cat " + ro.string() + "/f; echo; echo x > " + ro.string() +
+                                            "/g 2>/dev/null || echo readonly; echo y > /tmp/other && echo tmp-writable");
+    EXPECT_EQ(r.stdout_data, "visible\nreadonly\ntmp-writable\n") << r.stderr_data;
+    policy.ro_paths.push_back("/tmp");
+    try {
+        sh(policy, ws.path(), "true");
+        ADD_FAILURE() << "accepted ro_paths /tmp";
+    } catch (const SandboxError& e) {
+        EXPECT_NE(std::string(e.what()).find("would hide the sandbox's private /tmp"), std::string::npos) << e.what();
+    }
+}
+
 TEST_F(Api, ConcurrentAsyncRuns) {
     boost::asio::io_context io;
     std::vector<RunResult> results;

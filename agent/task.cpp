@@ -206,8 +206,8 @@ Task parse_task(const nlohmann::ordered_json& j, const fs::path& file) {
 
     if (const auto* c = get(j, "checks")) {
         if (!c->is_object()) bad(file, "checks", "must be an object");
-        check_keys(*c, {"final_answer_contains", "final_answer_matches", "files", "tool_called", "stop"}, "checks.",
-                   file);
+        check_keys(*c, {"final_answer_contains", "final_answer_matches", "files", "tool_called", "tool_call_count", "stop"},
+                   "checks.", file);
         t.checks.final_answer_contains = get_strings(*c, "final_answer_contains", "checks.", file);
         if (const auto* m = get(*c, "final_answer_matches")) {
             if (!m->is_string()) bad(file, "checks.final_answer_matches", "must be a string");
@@ -230,6 +230,25 @@ Task parse_task(const nlohmann::ordered_json& j, const fs::path& file) {
             }
         }
         t.checks.tool_called = get_strings(*c, "tool_called", "checks.", file);
+        if (const auto* n = get(*c, "tool_call_count")) {
+            if (!n->is_object()) bad(file, "checks.tool_call_count", "must be an object of tool name -> count");
+            for (const auto& [name, spec] : n->items()) {
+                const std::string where = "checks.tool_call_count." + name;
+                if (spec.is_number_integer()) {
+                    const int64_t k = spec.get<int64_t>();
+                    if (k < 0) bad(file, where, "must be >= 0");
+                    t.checks.tool_call_count[name] = {k, k};
+                } else if (spec.is_object()) {
+                    check_keys(spec, {"min", "max"}, where + ".", file);
+                    const int64_t lo = get_int(spec, "min", where + ".", file, 0, 0, 1 << 20);
+                    const int64_t hi = get_int(spec, "max", where + ".", file, 1 << 20, 0, 1 << 20);
+                    if (lo > hi) bad(file, where, "min exceeds max");
+                    t.checks.tool_call_count[name] = {lo, hi};
+                } else {
+                    bad(file, where, "must be an integer (exact count) or {\"min\", \"max\"}");
+                }
+            }
+        }
         if (const auto* s = get(*c, "stop")) t.checks.stop = s->get<std::string>();
     }
     return t;
@@ -288,6 +307,13 @@ std::vector<CheckResult> evaluate_checks(const TaskChecks& checks, const TurnOut
     for (const std::string& name : checks.tool_called) {
         bool ok = std::find(all_tools_called.begin(), all_tools_called.end(), name) != all_tools_called.end();
         out.push_back({"tool_called." + name, ok, ok ? "called" : "never called"});
+    }
+    for (const auto& [name, range] : checks.tool_call_count) {
+        const int64_t n = std::count(all_tools_called.begin(), all_tools_called.end(), name);
+        const bool ok = n >= range.first && n <= range.second;
+        const std::string want = range.first == range.second ? std::to_string(range.first)
+                                                             : std::to_string(range.first) + ".." + std::to_string(range.second);
+        out.push_back({"tool_call_count." + name, ok, "called " + std::to_string(n) + " times (want " + want + ")"});
     }
     if (checks.stop) {
         bool ok = *checks.stop == to_string(last.stop);

@@ -23,6 +23,7 @@
 // Relative paths in a task file resolve against the task file's directory, then the repository root.
 #pragma once
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,9 +46,12 @@ struct TaskChecks {
     std::optional<std::string> final_answer_matches;
     std::vector<FileCheck> files;
     std::vector<std::string> tool_called;
+    // tool_call_count: {"python": 1} (exactly) or {"python": {"min": 1, "max": 2}}: calls over the whole task
+    std::map<std::string, std::pair<int64_t, int64_t>> tool_call_count;
     std::optional<std::string> stop;
     bool empty() const {
-        return final_answer_contains.empty() && !final_answer_matches && files.empty() && tool_called.empty() && !stop;
+        return final_answer_contains.empty() && !final_answer_matches && files.empty() && tool_called.empty() &&
+               tool_call_count.empty() && !stop;
     }
 };
 

@@ -125,5 +125,29 @@ TEST(TaskChecks, ChecksDoNotFollowSymlinksOutOfTheWorkspace) {
     EXPECT_TRUE(ok.at("files.inside.txt.contains"));
 }
 
+// tool_call_count: exact or a range, over every call of the task (hello-agent calls python twice for one
+// question today; such a check can require one call).
+TEST(TaskChecks, ToolCallCount) {
+    Dirs d;
+    Task t = task_with(ojson::object(), ojson{{"tool_call_count", {{"python", 1}, {"shell", {{"min", 1}, {"max", 2}}},
+                                                                    {"read_file", 0}}}});
+    auto eval = [&](std::vector<std::string> called) {
+        std::map<std::string, bool> ok;
+        for (const auto& c : evaluate_checks(t.checks, TurnOutcome{}, called, d.ws)) ok[c.check] = c.passed;
+        return ok;
+    };
+    auto once = eval({"python", "shell"});
+    EXPECT_TRUE(once.at("tool_call_count.python"));
+    EXPECT_TRUE(once.at("tool_call_count.shell"));
+    EXPECT_TRUE(once.at("tool_call_count.read_file"));
+    auto twice = eval({"python", "python", "shell", "shell", "shell", "read_file"});
+    EXPECT_FALSE(twice.at("tool_call_count.python"));
+    EXPECT_FALSE(twice.at("tool_call_count.shell"));
+    EXPECT_FALSE(twice.at("tool_call_count.read_file"));
+    EXPECT_THROW(task_with(ojson::object(), ojson{{"tool_call_count", {{"python", {{"min", 3}, {"max", 1}}}}}}),
+                 std::runtime_error);
+    EXPECT_THROW(task_with(ojson::object(), ojson{{"tool_call_count", {{"python", "one"}}}}), std::runtime_error);
+}
+
 }  // namespace
 }  // namespace qnext::agent

@@ -130,7 +130,10 @@ void AgentLoop::on_generation(GenerationResult result) {
         case FinishReason::Length:
             outcome_.final_answer = result.content;
             return finish(outcome_.generated_tokens >= options_.limits.max_total_tokens ? StopReason::TokenBudget
-                                                                                       : StopReason::Length);
+                                                                                       : StopReason::Length,
+                          result.truncated_call ? "the tool call '" + *result.truncated_call +
+                                                      "' was cut off by the token limit and was not executed"
+                                                : std::string());
         case FinishReason::Stop:
             outcome_.final_answer = result.content;
             return finish(StopReason::FinalAnswer);

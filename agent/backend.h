@@ -82,6 +82,8 @@ struct GenerationResult {
     std::string content;    // answer text (tool-call markup removed)
     std::string reasoning;  // reasoning_content (thinking mode)
     std::vector<ToolCall> tool_calls;        // complete calls only
+    // A tool call the token limit cut off (finish == Length): its name ("?" when not yet known), never executed.
+    std::optional<std::string> truncated_call;
     FinishReason finish = FinishReason::Stop;
     std::string error;      // set when finish == Error
     TurnStats stats;

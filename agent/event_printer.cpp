@@ -93,6 +93,7 @@ void EventPrinter::on_event(const LoopEvent& ev) {
                 j["event"] = "step_done";
                 j["finish_reason"] = to_string(ev.result->finish);
                 if (!ev.result->error.empty()) j["error"] = ev.result->error;
+                if (ev.result->truncated_call) j["truncated_call"] = *ev.result->truncated_call;
                 j["stats"] = stats_json(ev.result->stats);
                 break;
             case K::TurnDone: return;  // the caller emits turn_done with the outcome
@@ -139,6 +140,8 @@ void EventPrinter::on_event(const LoopEvent& ev) {
         case K::StepDone:
             end_stream();
             if (!ev.result->error.empty()) std::fprintf(out_, "error: %s\n", ev.result->error.c_str());
+            if (ev.result->truncated_call)
+                std::fprintf(out_, "(tool call %s cut off by the token limit: not executed)\n", ev.result->truncated_call->c_str());
             std::fflush(out_);   // the stats go to stderr: the answer's line must be out first (one terminal or pipe)
             std::fprintf(stderr, "%s[step %d] %s · %s%s\n", color_ ? "\x1b[2m" : "", ev.step,
                          to_string(ev.result->finish), format_stats(ev.result->stats).c_str(), color_ ? "\x1b[0m" : "");

@@ -173,7 +173,9 @@ private:
                     result_.tool_calls.push_back(std::move(c));
                     break;
                 }
-                case PK::CallTruncated: break;  // never executed; finish reason says length
+                case PK::CallTruncated:   // never executed; reported (finish reason length)
+                    result_.truncated_call = !ev.name.empty() ? ev.name : names_.count(ev.index) ? names_[ev.index] : "?";
+                    break;
             }
         }
     }

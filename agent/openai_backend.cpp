@@ -356,6 +356,8 @@ struct OpenAIBackend::Call : std::enable_shared_from_this<Call> {
         auto t_end = Clock::now();
         if (finish_reason == "length") {
             result.finish = FinishReason::Length;
+            if (!result.tool_calls.empty())   // the last call was cut off; none is executed
+                result.truncated_call = result.tool_calls.back().name.empty() ? "?" : result.tool_calls.back().name;
             result.tool_calls.clear();  // a call cut off by max_tokens is never executed
         } else {
             std::vector<ToolCall> complete_calls;

@@ -197,6 +197,8 @@ TEST_F(RemoteLoop, TruncatedCallIsNeverExecuted) {
     EXPECT_EQ(out.stop, StopReason::Length);
     EXPECT_TRUE(out.tools_called.empty());
     EXPECT_EQ(std::count(kinds.begin(), kinds.end(), LoopEvent::Kind::ToolCallStarted), 0);
+    // reported, not dropped silently: the user learns which call was cut off
+    EXPECT_NE(out.error.find("tool call 'say' was cut off by the token limit"), std::string::npos) << out.error;
 }
 
 TEST_F(RemoteLoop, MaxStepsStopsAForcedLoop) {

@@ -51,7 +51,8 @@ namespace {
 
 const char* kHelp =
     "commands: /save FILE  /load FILE  /reset (forget the conversation)  /undo (drop the last exchange)\n"
-    "          /help  /quit     Ctrl-C cancels a running generation; Ctrl-D quits.\n";
+    "          /tools (the declared tools and their parameters)  /help  /quit\n"
+    "          Ctrl-C cancels a running generation; Ctrl-D quits.\n";
 
 // Removes the last user message and everything after it.
 bool undo_last_exchange(ojson& messages) {
@@ -157,6 +158,16 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
             if (line == "/quit" || line == "/exit") break;
             if (line == "/help") {
                 std::fputs(kHelp, stderr);
+                continue;
+            }
+            if (line == "/tools") {
+                const ojson decls = executor.declarations();
+                if (decls.empty()) std::fputs("no tools declared\n", stderr);
+                for (const auto& d : decls) {
+                    const ojson& fn = d.contains("function") ? d["function"] : d;
+                    std::fprintf(stderr, "%s  %s\n    parameters %s\n", fn.value("name", "?").c_str(),
+                                 fn.value("description", "").c_str(), fn.value("parameters", ojson::object()).dump().c_str());
+                }
                 continue;
             }
             if (line == "/reset") {

@@ -72,6 +72,13 @@ std::vector<UserTool> parse_user_tools(const ojson& j, const std::string& where)
         list = &j["tools"];
     }
     if (!list->is_array()) throw std::runtime_error(where + ": \"tools\" must be an array");
+    // An OpenAI tool list ([{"type": "function", "function": {...}}], what `generate --tools` takes) declares tools
+    // but not how to run them: one clear error instead of "unknown key".
+    for (const auto& e : *list)
+        if (e.is_object() && e.contains("function") && !e.contains("argv"))
+            throw std::runtime_error(where + ": this is an OpenAI tool list (declarations only); a tools file for "
+                                     "chat/run also says how to run each tool (\"argv\"; see "
+                                     "configs/tools/user-tools.example.json)");
     static const std::set<std::string> known = {"name", "description", "parameters", "argv", "stdin", "timeout_s"};
     std::vector<UserTool> out;
     for (std::size_t i = 0; i < list->size(); ++i) {

@@ -138,7 +138,13 @@ int run_task(const RunFlags& f, bool quiet) {
                              {"task", task.name},
                              {"backend", runtime.describe()},
                              {"workspace", workspace.string()},
-                             {"tools", executor.declarations().size()}});
+                             {"tools", executor.declarations().size()},
+                             {"tool_names", [&] {
+                                  ojson names = ojson::array();
+                                  for (const auto& d : executor.declarations())
+                                      names.push_back((d.contains("function") ? d["function"] : d).value("name", ""));
+                                  return names;
+                              }()}});
     if (!f.json && !quiet)
         std::fprintf(stderr, "task %s · %s · workspace %s\n", task.name.c_str(), runtime.describe().c_str(),
                      workspace.string().c_str());

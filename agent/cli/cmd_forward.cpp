@@ -152,7 +152,24 @@ void run_generate(const GenerateArgs& a, const Context& ctx) {
     const bool constrained = !a.json_schema.empty() || !a.tools.empty();
     if (constrained && !tok)
         throw std::runtime_error("generate: constrained decoding needs the model's tokenizer.json");
-    const nlohmann::ordered_json tools = a.tools.empty() ? nlohmann::ordered_json() : read_json_file(a.tools);
+    // --tools: an OpenAI tool list, or qnext's user-tools file ({"tools": [{name, description, parameters, argv}]}),
+    // whose declarations are used (generate runs no tools).
+    nlohmann::ordered_json tools = a.tools.empty() ? nlohmann::ordered_json() : read_json_file(a.tools);
+    if (tools.is_object() && tools.contains("tools") && tools["tools"].is_array()) {
+        nlohmann::ordered_json list = nlohmann::ordered_json::array();
+        for (const auto& t : tools["tools"]) {
+            if (!t.is_object() || !t.contains("name"))
+                throw std::runtime_error("generate: " + a.tools + ": every entry of \"tools\" needs a \"name\"");
+            nlohmann::ordered_json fn{{"name", t["name"]}};
+            if (t.contains("description")) fn["description"] = t["description"];
+            fn["parameters"] = t.value("parameters", nlohmann::ordered_json{{"type", "object"}, {"properties", nlohmann::ordered_json::object()}});
+            list.push_back({{"type", "function"}, {"function", fn}});
+        }
+        tools = list;
+    } else if (!tools.is_null() && !tools.is_array()) {
+        throw std::runtime_error("generate: " + a.tools + ": expected an OpenAI tool list (a JSON array) or a tools file "
+                                 "({\"tools\": [...]})");
+    }
     bool thinking = false;  // the prompt ends inside <think> (Thinking template, Qwen3.5 with thinking on)
     bool xml = false;       // Qwen3.5 / 3.6 XML tool calls
     std::vector<int32_t> prompt;

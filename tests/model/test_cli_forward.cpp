@@ -104,6 +104,19 @@ TEST(CliForward, GenerateGreedyPrintsHFContinuation) {
     EXPECT_EQ(got, std::vector<int32_t>(expected.begin(), expected.begin() + 16)) << r.out;
 }
 
+// `generate --tools` takes an OpenAI tool list or qnext's user-tools file (its declarations), detected.
+TEST(CliForward, GenerateToolsAcceptsBothFormats) {
+    const std::string demo = std::string(QNEXT_SOURCE_DIR) + "/models/demo";
+    const CliResult user = run_cli("generate --model " + demo + " --chat --prompt hi --tool-choice required --max-tokens 40 --tools " +
+                                   std::string(QNEXT_SOURCE_DIR) + "/configs/tools/user-tools.example.json");
+    EXPECT_EQ(user.exit_code, 0) << user.out;
+    EXPECT_NE(user.stdout_text.find("<tool_call>"), std::string::npos) << user.out;
+    const CliResult openai = run_cli("generate --model " + demo + " --chat --prompt hi --tool-choice required --max-tokens 40 --tools " +
+                                     std::string(QNEXT_SOURCE_DIR) + "/configs/tools/builtin.json");
+    EXPECT_EQ(openai.exit_code, 0) << openai.out;
+    EXPECT_NE(openai.stdout_text.find("<tool_call>"), std::string::npos) << openai.out;
+}
+
 TEST(CliForward, SeededSamplingIsReproducible) {
     test::Golden g("tiny_b");
     const fs::path in = write_ids("seed", g.ids("prompt"));

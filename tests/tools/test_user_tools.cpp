@@ -57,6 +57,18 @@ TEST(UserTools, LoadRejectsBadDeclarations) {
                  std::runtime_error);
 }
 
+// An OpenAI tool list given where a tools file is expected: one clear error saying what is missing.
+TEST(UserTools, OpenAIToolListIsAClearError) {
+    const ojson list = ojson::array({{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", ojson::object()}}}}});
+    try {
+        parse_user_tools(list, "tools.json");
+        ADD_FAILURE() << "accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("OpenAI tool list"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("argv"), std::string::npos) << e.what();
+    }
+}
+
 TEST(UserTools, ShellSyntaxStaysOneLiteralArgument) {
     const UserTool t = make_tool({"grep", "-n", "--", "{pattern}", "{file}"}, {{"pattern", kStr}, {"file", kStr}});
     for (const std::string evil : {"; rm -rf /", "$(touch /tmp/pwned)", "`id`", "a\nrm -rf /", "x | cat /etc/shadow",

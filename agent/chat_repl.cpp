@@ -185,7 +185,7 @@ int run_chat(boost::asio::io_context& io, Runtime& runtime, const ChatOptions& o
                 continue;
             }
             if (line.rfind("/load ", 0) == 0) {
-                SessionHeader h = load_session(line.substr(6), *backend);
+                SessionHeader h = load_session(line.substr(6), *backend, o.thinking);
                 loop->messages() = h.messages;
                 std::fprintf(stderr, "loaded %zu messages from %s\n", h.messages.size(), line.substr(6).c_str());
                 continue;

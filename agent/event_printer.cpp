@@ -109,7 +109,8 @@ void EventPrinter::on_event(const LoopEvent& ev) {
             if (g.kind == G::Reasoning) {
                 if (stream_ != Stream::Reasoning) {
                     end_stream();
-                    if (color_) std::fputs("\x1b[2m", out_);
+                    // dim on a terminal; marked in piped output, so that a script can tell it from the answer
+                    std::fputs(color_ ? "\x1b[2m" : "[thinking] ", out_);
                     stream_ = Stream::Reasoning;
                 }
                 std::fputs(g.text.c_str(), out_);

@@ -30,7 +30,7 @@ void save_session(const std::filesystem::path& file, const SessionHeader& h, con
     std::filesystem::rename(tmp, file);
 }
 
-SessionHeader load_session(const std::filesystem::path& file, Backend& backend) {
+SessionHeader load_session(const std::filesystem::path& file, Backend& backend, std::optional<bool> expect_thinking) {
     std::ifstream in(file, std::ios::binary);
     if (!in) throw std::runtime_error("cannot open session file " + file.string());
     char magic[sizeof(kMagic) - 1];
@@ -52,6 +52,10 @@ SessionHeader load_session(const std::filesystem::path& file, Backend& backend) 
     h.backend = j.value("backend", std::string());
     if (h.backend != backend.name())
         throw std::runtime_error(file.string() + " was saved with backend '" + h.backend + "', not '" + backend.name() + "'");
+    if (expect_thinking && *expect_thinking != h.thinking)
+        throw std::runtime_error(file.string() + " was saved in " + (h.thinking ? "thinking" : "instruct") +
+                                 " mode; this chat runs in " + (*expect_thinking ? "thinking" : "instruct") +
+                                 " mode (restart " + (h.thinking ? "with" : "without") + " --thinking to load it)");
     backend.load_state(in);
     return h;
 }

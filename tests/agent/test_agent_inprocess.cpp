@@ -325,6 +325,16 @@ TEST_F(InProcessAgent, SavedSessionContinuesIdenticallyWithoutRePrefill) {
     std::ofstream(g_world->dir / "bad.qns") << "QNEXT-SESSION 1\n";
     auto b3 = backend();
     EXPECT_THROW(load_session(g_world->dir / "bad.qns", *b3), std::runtime_error);
+    // saved in instruct mode: a thinking-mode session refuses it (before loading anything), instruct takes it
+    auto b4 = backend();
+    try {
+        load_session(file, *b4, /*expect_thinking=*/true);
+        ADD_FAILURE() << "loaded an instruct session into a thinking one";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("saved in instruct mode"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(b4->cached_tokens(), 0u);
+    EXPECT_NO_THROW(load_session(file, *b4, /*expect_thinking=*/false));
 }
 
 TEST_F(InProcessAgent, EditingTurnThreeRestartsFromTheTurnTwoCheckpoint) {

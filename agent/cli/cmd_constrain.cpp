@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <iterator>
 #include <iostream>
 #include <stdexcept>
@@ -150,9 +152,82 @@ void run_bench(const BenchArgs& a) {
                 " the Python call overhead. Sequences: %s)\n", seq_path.c_str());
 }
 
+// Compile time and mask time against schema size, per family, doubling the size until the schema limits
+// refuse it: the curve shows whether cost stays linear for what is accepted.
+void run_growth(const std::string& tokenizer, int max_n, uint64_t seed) {
+    using json = nlohmann::ordered_json;
+    auto vocab = constrain::Vocabulary::from_tokenizer(Tokenizer::load(tokenizer));
+    constrain::Grammar::prepare_vocabulary(vocab);
+    struct Family {
+        const char* name;
+        std::function<json(int)> make;
+    };
+    const std::vector<Family> families = {
+        {"object, n integer properties", [](int n) {
+             json p = json::object();
+             for (int i = 0; i < n; ++i) p["p" + std::to_string(i)] = json{{"type", "integer"}};
+             return json{{"type", "object"}, {"properties", p}};
+         }},
+        {"enum, n strings", [](int n) {
+             json e = json::array();
+             for (int i = 0; i < n; ++i) e.push_back("value_" + std::to_string(i));
+             return json{{"enum", e}};
+         }},
+        {"pattern, n alternatives", [](int n) {
+             std::string re;
+             for (int i = 0; i < n; ++i) re += (i ? "|" : "") + std::string("w") + std::to_string(i);
+             return json{{"type", "string"}, {"pattern", "^(" + re + ")$"}};
+         }},
+        {"array nesting depth n", [](int n) {
+             json j{{"type", "integer"}};
+             for (int i = 0; i < n; ++i) j = json{{"type", "array"}, {"items", j}, {"maxItems", 3}};
+             return j;
+         }},
+        {"anyOf of n objects", [](int n) {
+             json a = json::array();
+             for (int i = 0; i < n; ++i)
+                 a.push_back(json{{"type", "object"}, {"properties", {{"kind", {{"const", "k" + std::to_string(i)}}}}},
+                                  {"required", {"kind"}}});
+             return json{{"anyOf", a}};
+         }},
+    };
+    constrain::RandomCompleter sampler(vocab);
+    std::printf("%-30s %7s %12s %12s %14s\n", "family", "n", "compile ms", "states", "mask p50 us");
+    for (const auto& f : families) {
+        for (int n = 1; n <= max_n; n *= 2) {
+            const json schema = f.make(n);
+            const auto t0 = std::chrono::steady_clock::now();
+            std::optional<constrain::Grammar> g;
+            try {
+                g.emplace(constrain::Grammar::from_json_schema(schema, vocab));
+            } catch (const std::exception& e) {
+                std::printf("%-30s %7d   refused (%.1f ms): %.80s\n", f.name, n, ms_since(t0), e.what());
+                break;
+            }
+            const double compile = ms_since(t0);
+            constrain::Matcher m(*g);
+            constrain::RandomCompletion c = sampler.run(m, seed, 256, 64, /*time_masks=*/true);
+            std::vector<double> us = c.mask_us;
+            std::sort(us.begin(), us.end());
+            std::printf("%-30s %7d %12.2f %12zu %14.1f\n", f.name, n, compile, g->num_states(),
+                        us.empty() ? 0.0 : us[us.size() / 2]);
+        }
+    }
+}
+
 }  // namespace
 
 void add_constrain_commands(Context& ctx) {
+    {
+        auto tok = std::make_shared<std::string>(std::string(QNEXT_SOURCE_DIR) + "/tests/data/text");
+        auto max_n = std::make_shared<int>(4096);
+        auto seed = std::make_shared<uint64_t>(1);
+        CLI::App* g = ctx.bench->add_subcommand("schema-growth", "compile and mask time vs schema size, per schema family");
+        g->add_option("--tokenizer", *tok, "tokenizer directory or tokenizer.json");
+        g->add_option("--max-n", *max_n, "largest size (doubling from 1; default 4096)")->check(CLI::Range(1, 1 << 20));
+        g->add_option("--seed", *seed, "random seed of the sampled completions");
+        g->callback([tok, max_n, seed] { run_growth(*tok, *max_n, *seed); });
+    }
     auto args = std::make_shared<BenchArgs>();
     CLI::App* b = ctx.bench->add_subcommand("constrain", "grammar-constrained decoding: mask time and compile time vs xgrammar");
     b->add_option("--tokenizer", args->tokenizer, "tokenizer directory or tokenizer.json");

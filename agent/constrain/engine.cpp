@@ -22,7 +22,7 @@ constexpr size_t kLazyMaxFirstBytes = 8;
 
 std::string config_key(const std::vector<int32_t>& stacks, bool complete, bool popped) {
     std::string k(stacks.size() * sizeof(int32_t) + 1, '\0');
-    std::memcpy(k.data(), stacks.data(), stacks.size() * sizeof(int32_t));
+    if (!stacks.empty()) std::memcpy(k.data(), stacks.data(), stacks.size() * sizeof(int32_t));
     k.back() = static_cast<char>((complete ? 1 : 0) | (popped ? 2 : 0));
     return k;
 }

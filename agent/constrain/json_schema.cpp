@@ -213,6 +213,7 @@ int32_t JsonSchemaCompiler::any_rule() {
 
 json JsonSchemaCompiler::resolve(const json& s, const std::string& path) {
     if (!s.is_object() || !s.contains("$ref")) return s;
+    if (!s["$ref"].is_string()) throw SchemaError(path + "/$ref", "$ref", "must be a string");
     const std::string r = s["$ref"].get<std::string>();
     if (r.empty() || r[0] != '#') throw SchemaError(path + "/$ref", "$ref", "only local references (#...) are supported");
     try {
@@ -270,7 +271,10 @@ int32_t JsonSchemaCompiler::build(const json& s, const std::string& path) {
         if (!siblings) return ref(s["$ref"].get<std::string>(), path);
         json rest = s;
         rest.erase("$ref");
-        return node(merge_all({resolve(s, path), rest}, path), path);
+        // resolved first, not inside the braced list: an exception thrown while an initializer_list is being
+        // built double-destroys its finished elements with GCC <= 12 (ASan: stack-use-after-scope)
+        const json target = resolve(s, path);
+        return node(merge_all({target, rest}, path), path);
     }
     if (s.contains("allOf")) {
         if (!s["allOf"].is_array() || s["allOf"].empty())
@@ -296,7 +300,12 @@ int32_t JsonSchemaCompiler::build(const json& s, const std::string& path) {
         std::vector<json> merged;
         for (size_t i = 0; i < branches.size(); ++i) {
             const std::string bpath = cpath + "/" + std::to_string(i);
-            merged.push_back(siblings ? merge_all({rest, resolve(branches[i], bpath)}, bpath) : branches[i]);
+            if (siblings) {
+                const json branch = resolve(branches[i], bpath);   // outside the braced list (see the $ref case)
+                merged.push_back(merge_all({rest, branch}, bpath));
+            } else {
+                merged.push_back(branches[i]);
+            }
         }
         if (std::string(comb) == "oneOf" && merged.size() > 1) {
             std::vector<json> res;

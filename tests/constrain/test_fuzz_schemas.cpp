@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 
@@ -111,6 +112,7 @@ TEST(SchemaFuzz, MutatedCorpusCompilesOrFailsCleanlyAndQuickly) {
     for (int i = 0; i < 3000; ++i) {
         json schema = corpus[static_cast<size_t>(i) % corpus.size()]["schema"];
         for (int k = 0, n = 1 + i % 4; k < n; ++k) mut.mutate(schema);
+        if (std::getenv("QNEXT_FUZZ_VERBOSE")) std::fprintf(stderr, "schema %d: %s\n", i, schema.dump(-1, ' ', false, json::error_handler_t::replace).substr(0, 2000).c_str());
         const auto t0 = std::chrono::steady_clock::now();
         try {
             Grammar g = Grammar::from_json_schema(schema, vocab);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -51,7 +52,17 @@ TEST(OpenAIWire, ToolCallArgumentsAreAlwaysJsonStrings) {
                                             ojson{{"id", "c1"}, {"type", "function"},
                                                   {"function", {{"name", "g"}, {"arguments", "{not json"}}}}})}},
          ojson{{"role", "tool"}, {"tool_call_id", "c0"}, {"content", "ok"}}});
+    r.tools = ojson::array({ojson{{"type", "function"},
+                                  {"function", {{"name", "f"}, {"description", "d"},
+                                                {"parameters", {{"type", "object"}, {"properties", {{"x", {{"type", "integer"}}}}}}}}}}});
+    r.max_tokens = 64;
     const ojson body = b.make_body(r);
+    // The body, validated against the `openai` package's request types by tests/reference/check_openai_wire.py,
+    // is committed: any change to the wire format must be validated again (QNEXT_WIRE_BODY_OUT=file writes it).
+    if (const char* out = std::getenv("QNEXT_WIRE_BODY_OUT")) std::ofstream(out) << body.dump(2) << "\n";
+    std::ifstream golden(std::string(QNEXT_SOURCE_DIR) + "/tests/data/agent/openai_wire_body.json");
+    ASSERT_TRUE(golden.good());
+    EXPECT_EQ(body, ojson::parse(golden)) << body.dump(2);
     const auto& calls = body["messages"][1]["tool_calls"];
     ASSERT_EQ(calls.size(), 2u);
     ASSERT_TRUE(calls[0]["function"]["arguments"].is_string());

@@ -45,6 +45,7 @@ struct SamplingParams {
     int top_k = 0;
     double min_p = 0.0;
     double presence_penalty = 0.0;
+    double frequency_penalty = 0.0;
     double repetition_penalty = 1.0;
     uint64_t seed = 0;
 };
@@ -55,7 +56,11 @@ struct GenerationRequest {
     std::string tool_choice = "auto"; // auto | required | none | <tool name>
     bool parallel_tool_calls = true;
     bool thinking = false;            // thinking template / enable_thinking
-    int max_tokens = 512;             // generated tokens for this message (incl. reasoning)
+    int max_tokens = 512;             // generated tokens for this message (incl. reasoning); -1: the rest of
+                                      // the context
+    // The answer is one JSON value matching this schema (OpenAI response_format; json_object = {"type":
+    // "object"}). Only without tools (or with tool_choice none).
+    std::optional<ojson> response_schema;
     int thinking_budget = -1;         // force </think> after this many reasoning tokens (-1 = unlimited)
     SamplingParams sampling;
 };
@@ -86,6 +91,7 @@ struct GenerationResult {
     std::optional<std::string> truncated_call;
     FinishReason finish = FinishReason::Stop;
     std::string error;      // set when finish == Error
+    bool invalid_request = false;  // the error is the request's fault (bad messages, schema, too long)
     TurnStats stats;
 };
 

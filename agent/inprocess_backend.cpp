@@ -42,8 +42,8 @@ public:
                constrain::Matcher matcher, EventHandler on_event, DoneHandler on_done)
         : b_(b), io_(b.io_), prompt_(std::move(prompt)), start_(start), matcher_(std::move(matcher)),
           decoder_(b.tok_),
-          parser_(req.thinking, xml_tool_calls(b.options_.template_kind),
-                  xml_tool_calls(b.options_.template_kind) && !req.tools.empty()
+          parser_(req.thinking, xml_tool_calls(b.template_for(req)),
+                  xml_tool_calls(b.template_for(req)) && !req.tools.empty()
                       ? constrain::xml_string_parameters(constrain::parse_tools(req.tools))
                       : std::map<std::string, std::set<std::string>>{}), thinking_budget_(req.thinking ? req.thinking_budget : -1),
           in_reasoning_(req.thinking), on_event_(std::move(on_event)), on_done_(std::move(on_done)) {
@@ -124,7 +124,11 @@ public:
         boost::asio::post(io_, [this, self = self_.lock(), fed = std::move(fed), consistent] {
             b_.on_generation_done(prompt_, fed, consistent, std::move(checkpoints_),
                                   static_cast<int>(result_.tool_calls.size()));
+            // The handlers are destroyed here, on the io thread: whatever they hold (a server connection)
+            // must not be freed on the engine thread when it drops the controller.
+            on_event_ = nullptr;
             auto done = std::move(on_done_);
+            on_done_ = nullptr;
             done(std::move(result_));
         });
     }
@@ -212,6 +216,7 @@ InProcessBackend::InProcessBackend(boost::asio::io_context& io, Engine& engine, 
     : io_(io), engine_(engine), tok_(tokenizer), options_(std::move(options)) {
     seq_ = engine_.open_sequence(options_.max_context);
     vocab_ = options_.vocab ? options_.vocab : constrain::Vocabulary::from_tokenizer(tok_);
+    grammars_ = options_.grammars ? options_.grammars : std::make_shared<GrammarCache>(16);
     constrain::Grammar::prepare_vocabulary(vocab_);   // once per vocabulary: a no-op when already prepared
 }
 
@@ -226,34 +231,15 @@ RenderedChat InProcessBackend::render(const GenerationRequest& req, bool add_gen
     if (!req.tools.empty()) r["tools"] = req.tools;
     r["add_generation_prompt"] = add_generation_prompt;
     r["enable_thinking"] = req.thinking;
-    return render_chat_spans(options_.template_kind, r);
+    return render_chat_spans(template_for(req), r);
 }
 
 std::vector<int32_t> InProcessBackend::prompt_ids(const GenerationRequest& req, bool add_generation_prompt) const {
     return encode_chat(tok_, render(req, add_generation_prompt));
 }
 
-constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) {
-    const bool free = req.tools.empty() || req.tool_choice == "none";
-    std::string key = free ? std::string("free") : req.tools.dump() + '\n' + req.tool_choice;
-    key += req.parallel_tool_calls ? "|p" : "|1";
-    key += req.thinking ? "|t" : "|i";
-    const bool xml = xml_tool_calls(options_.template_kind);   // Qwen3.5 / 3.6: XML calls
-    key += xml ? "|x" : "|j";
-    auto it = grammars_.find(key);
-    if (it != grammars_.end()) return it->second;
-    constrain::Grammar g = [&] {
-        if (free) return constrain::Grammar::free_text(vocab_, req.thinking);
-        constrain::ToolCallOptions to;
-        to.choice = req.tool_choice;
-        to.parallel_tool_calls = req.parallel_tool_calls;
-        to.thinking = req.thinking;
-        to.format = xml ? constrain::ToolFormat::Xml : constrain::ToolFormat::Json;
-        return constrain::Grammar::from_tools(req.tools, to, vocab_);   // ordered: properties in declared order
-    }();
-    if (grammars_.size() >= 16) grammars_.clear();
-    grammars_.emplace(key, g);
-    return g;
+constrain::Grammar InProcessBackend::grammar_for(const GenerationRequest& req) const {
+    return grammars_->get(req, xml_tool_calls(template_for(req)), vocab_);   // Qwen3.5 / 3.6: XML calls
 }
 
 size_t InProcessBackend::num_checkpoints() const { return checkpoints_.size(); }
@@ -270,6 +256,7 @@ void InProcessBackend::async_generate(const GenerationRequest& req, EventHandler
         GenerationResult r;
         r.finish = FinishReason::Error;
         r.error = msg;
+        r.invalid_request = true;
         boost::asio::post(io_, [on_done, r = std::move(r)]() mutable { on_done(std::move(r)); });
     };
     // 1. Render and tokenize the prompt; the history part (without the generation prompt) marks the turn
@@ -285,9 +272,11 @@ void InProcessBackend::async_generate(const GenerationRequest& req, EventHandler
     } catch (const std::exception& e) {
         return fail(e.what());
     }
-    if (static_cast<int64_t>(prompt.size()) + req.max_tokens > options_.max_context) {
+    const int64_t max_new = req.max_tokens >= 0 ? req.max_tokens
+                                                : options_.max_context - static_cast<int64_t>(prompt.size());
+    if (max_new <= 0 || static_cast<int64_t>(prompt.size()) + max_new > options_.max_context) {
         return fail("the conversation needs " + std::to_string(prompt.size()) + " prompt tokens + " +
-                    std::to_string(req.max_tokens) + " new tokens, more than the session's context of " +
+                    std::to_string(std::max<int64_t>(max_new, 1)) + " new tokens, more than the session's context of " +
                     std::to_string(options_.max_context) + " (raise --context)");
     }
     int64_t boundary = -1;
@@ -321,12 +310,13 @@ void InProcessBackend::async_generate(const GenerationRequest& req, EventHandler
     else if (start == 0) job.before = [](SequenceState& s) { s.reset(); };
     job.prompt.assign(prompt.begin() + start, prompt.end());
     if (boundary > start) job.checkpoint_after = boundary - start;
-    job.max_new_tokens = req.max_tokens;
+    job.max_new_tokens = max_new;
     job.sampling.temperature = static_cast<float>(req.sampling.temperature);
     job.sampling.top_p = static_cast<float>(req.sampling.top_p);
     job.sampling.top_k = req.sampling.top_k;
     job.sampling.min_p = static_cast<float>(req.sampling.min_p);
     job.sampling.presence_penalty = static_cast<float>(req.sampling.presence_penalty);
+    job.sampling.frequency_penalty = static_cast<float>(req.sampling.frequency_penalty);
     job.sampling.repetition_penalty = static_cast<float>(req.sampling.repetition_penalty);
     job.sampling.seed = req.sampling.seed;
     cancel_flag_ = std::make_shared<std::atomic<bool>>(false);

@@ -22,6 +22,7 @@
 
 #include "agent/backend.h"
 #include "agent/constrain/grammar.h"
+#include "agent/grammar_cache.h"
 #include "model/chat_encode.h"
 #include "model/engine.h"
 #include "model/tokenizer.h"
@@ -30,6 +31,8 @@ namespace qnext::agent {
 
 struct InProcessOptions {
     TemplateKind template_kind = TemplateKind::Instruct;
+    // The template of requests with thinking on, when it differs (a server serving both modes); unset: the same.
+    std::optional<TemplateKind> thinking_template_kind;
     bool thinking = false;           // hybrid template: enable_thinking
     int64_t max_context = 8192;      // tokens reserved for the session's sequence
     size_t max_checkpoints = 32;     // oldest dropped first (the earliest is always kept)
@@ -37,6 +40,8 @@ struct InProcessOptions {
     // The tokenizer's constrained-decoding vocabulary (and its string table), shared by every backend of one
     // loaded model; null: the backend builds its own.
     constrain::VocabularyPtr vocab;
+    // Compiled grammars shared by the backends of one model (thread-safe); null: the backend keeps its own.
+    std::shared_ptr<GrammarCache> grammars;
 };
 
 class InProcessBackend : public Backend {
@@ -60,6 +65,16 @@ public:
 
     // The prompt text this backend renders for a request (exposed for tests and `--dump-prompt`).
     RenderedChat render(const GenerationRequest& request, bool add_generation_prompt) const;
+    TemplateKind template_for(const GenerationRequest& request) const {
+        return request.thinking && options_.thinking_template_kind ? *options_.thinking_template_kind
+                                                                   : options_.template_kind;
+    }
+    // The tokens the sequence state holds (the prefix a request can resume from without recomputation).
+    const std::vector<int32_t>& tokens() const { return tokens_; }
+    // The output grammar of a request (compiled once per tool set / schema / mode, then cached). Thread-safe:
+    // a server compiles it on a worker thread before the request reaches the backend.
+    constrain::Grammar grammar_for(const GenerationRequest& request) const;
+    bool busy() const { return busy_; }
     // The token ids generation feeds for that prompt: only the template's markup becomes control tokens;
     // message contents, tool results, schemas and call arguments are encoded as plain text.
     std::vector<int32_t> prompt_ids(const GenerationRequest& request, bool add_generation_prompt) const;
@@ -89,9 +104,8 @@ private:
     bool consistent_ = true;                 // the state holds exactly tokens_ (false after errors)
     std::vector<Checkpoint> checkpoints_;    // ascending pos, all <= tokens_.size()
     std::shared_ptr<std::atomic<bool>> cancel_flag_;
-    constrain::Grammar grammar_for(const GenerationRequest& req);  // compiled once per tool set / mode
     constrain::VocabularyPtr vocab_;
-    std::map<std::string, constrain::Grammar> grammars_;
+    std::shared_ptr<GrammarCache> grammars_;
     int next_call_id_ = 0;                   // tool-call ids are unique within the session
 };
 

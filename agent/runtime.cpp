@@ -83,7 +83,35 @@ std::unique_ptr<Backend> Runtime::make_backend(bool thinking) {
     o.max_context = options_.max_context;
     o.model_dir = *options_.model_dir;
     if (!vocab_) vocab_ = constrain::Vocabulary::from_tokenizer(*tokenizer_);
+    if (!grammars_) grammars_ = std::make_shared<GrammarCache>(64);
     o.vocab = vocab_;
+    o.grammars = grammars_;
+    return std::make_unique<InProcessBackend>(io_, *engine_, *tokenizer_, o);
+}
+
+TemplateKind Runtime::serving_template() const {
+    if (!options_.model_dir || !tokenizer_) throw std::runtime_error("serving needs the in-process backend");
+    std::optional<TemplateKind> override_kind;
+    if (options_.template_override) override_kind = parse_template_name(*options_.template_override);
+    return resolve_template(*options_.model_dir, override_kind);
+}
+
+const Tokenizer& Runtime::tokenizer() const {
+    if (!tokenizer_) throw std::runtime_error("the " + options_.backend + " backend has no local tokenizer");
+    return *tokenizer_;
+}
+
+std::unique_ptr<InProcessBackend> Runtime::make_serving_backend() {
+    InProcessOptions o;
+    o.template_kind = serving_template();
+    if (o.template_kind == TemplateKind::Instruct && !options_.template_override)
+        o.thinking_template_kind = TemplateKind::Thinking;
+    o.max_context = options_.max_context;
+    o.model_dir = *options_.model_dir;
+    if (!vocab_) vocab_ = constrain::Vocabulary::from_tokenizer(*tokenizer_);
+    if (!grammars_) grammars_ = std::make_shared<GrammarCache>(64);
+    o.vocab = vocab_;
+    o.grammars = grammars_;
     return std::make_unique<InProcessBackend>(io_, *engine_, *tokenizer_, o);
 }
 

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "agent/backend.h"
+#include "model/chat_template.h"
 #include "model/config.h"
 
 namespace qnext {
@@ -22,6 +23,9 @@ class Vocabulary;
 }  // namespace qnext::constrain
 
 namespace qnext::agent {
+
+class InProcessBackend;
+class GrammarCache;
 
 // The model used when --model is not given: the demo model (models/demo) of the installed share dir, of the
 // build tree beside the binary, or of the source tree, whichever has a config.json first (else the last).
@@ -50,6 +54,13 @@ public:
 
     // A backend for one session. `thinking` selects the Thinking template (or enable_thinking for hybrid).
     std::unique_ptr<Backend> make_backend(bool thinking);
+    // A backend for a server slot (in-process only): the model's template for requests without thinking, and for
+    // requests with thinking on the Thinking template when the model's own is Instruct (the hybrid and Qwen3.5
+    // templates switch with enable_thinking).
+    std::unique_ptr<InProcessBackend> make_serving_backend();
+    // The template make_serving_backend renders with (for thinking defaults).
+    TemplateKind serving_template() const;
+    const Tokenizer& tokenizer() const;
     const RuntimeOptions& options() const { return options_; }
     const Qwen3NextConfig& model_config() const;  // in-process backend only
     std::string describe() const;  // one line: model dir / endpoint, template, context
@@ -61,7 +72,8 @@ private:
     std::unique_ptr<Qwen3NextModel> model_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<Engine> engine_;
-    std::shared_ptr<const constrain::Vocabulary> vocab_;  // built on the first make_backend, shared by all backends
+    std::shared_ptr<const constrain::Vocabulary> vocab_;
+    std::shared_ptr<GrammarCache> grammars_;                 // shared by all backends  // built on the first make_backend, shared by all backends
 };
 
 }  // namespace qnext::agent

@@ -5,7 +5,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace qnext {
 
@@ -22,6 +22,7 @@ void SamplerParams::validate() const {
     if (!(top_p > 0.0f && top_p <= 1.0f)) bad("top_p must be in (0, 1]");
     if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p must be in [0, 1]");
     if (!std::isfinite(presence_penalty)) bad("presence_penalty must be finite");
+    if (!std::isfinite(frequency_penalty)) bad("frequency_penalty must be finite");
     if (!(repetition_penalty > 0.0f) || !std::isfinite(repetition_penalty)) bad("repetition_penalty must be > 0");
 }
 
@@ -47,13 +48,14 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
                                      "): the weights may hold NaN/Inf values or the activations overflowed");
 
     // 1. Penalties over the distinct tokens of the history.
-    if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f) {
-        std::unordered_set<int32_t> seen;
-        for (int32_t id : history) {
-            if (id < 0 || id >= vocab_ || !seen.insert(id).second) continue;
+    if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
+        std::unordered_map<int32_t, int> count;
+        for (int32_t id : history)
+            if (id >= 0 && id < vocab_) ++count[id];
+        for (const auto& [id, n] : count) {
             float& l = work_[id];
             if (p_.repetition_penalty != 1.0f) l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
-            l -= p_.presence_penalty;
+            l -= p_.presence_penalty + p_.frequency_penalty * static_cast<float>(n);
         }
     }
 

@@ -21,6 +21,7 @@ struct SamplerParams {
     float top_p = 1.0f;               // 1 = off; keeps the smallest set with cumulative prob >= top_p
     float min_p = 0.0f;               // 0 = off; drops tokens with p < min_p * p_max
     float presence_penalty = 0.0f;    // subtract from logits of tokens present in the history (OpenAI)
+    float frequency_penalty = 0.0f;   // subtract count * this from logits of tokens in the history (OpenAI)
     float repetition_penalty = 1.0f;  // 1 = off; HF/CTRL: logit > 0 ? logit / r : logit * r
     uint64_t seed = 0;
     void validate() const;            // throws std::runtime_error naming the bad field

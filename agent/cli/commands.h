@@ -24,5 +24,6 @@ void add_forward_commands(Context& ctx);    // logits, generate, bench (model)
 void add_constrain_commands(Context& ctx);  // bench constrain
 void add_sandbox_commands(Context& ctx);    // sandbox
 void add_agent_commands(Context& ctx);      // run, chat
+void add_serve_commands(Context& ctx);      // serve
 
 }  // namespace qnext::cli

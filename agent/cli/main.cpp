@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     qnext::cli::add_constrain_commands(ctx);
     qnext::cli::add_sandbox_commands(ctx);
     qnext::cli::add_agent_commands(ctx);
+    qnext::cli::add_serve_commands(ctx);
 
     try {
         app.parse(argc, argv);

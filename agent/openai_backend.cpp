@@ -217,6 +217,15 @@ struct OpenAIBackend::Call : std::enable_shared_from_this<Call> {
                                 quote_value(v));
                 *field = static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), INT64_MAX));
             }
+            // Servers with a prefix cache (vLLM, SGLang, qnext serve) report the prompt tokens they did not
+            // recompute; the stats show them as reused.
+            if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object()) {
+                const auto& c = u["prompt_tokens_details"];
+                if (c.contains("cached_tokens") && c["cached_tokens"].is_number_unsigned())
+                    result.stats.reused_tokens = static_cast<int64_t>(
+                        std::min<uint64_t>(c["cached_tokens"].get<uint64_t>(), static_cast<uint64_t>(result.stats.prompt_tokens)));
+            }
+            result.stats.prefill_tokens = result.stats.prompt_tokens - result.stats.reused_tokens;
         }
         if (!j.contains("choices") || j["choices"].is_null()) return true;
         const auto& choices = j["choices"];
